@@ -189,3 +189,15 @@ def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data"
                       stacklevel=2)
         frame.loc[:, MMD_COLUMNS] = w / area[:, None]
     return frame.reset_index(drop=True)
+
+
+def card_figures(path: Path | str | None = None) -> dict:
+    """The figures the data card states, computed from the workbook: rows, recipes, stops, checksum."""
+    import hashlib
+
+    path = dataset_path(path)
+    runs = pd.read_excel(path, sheet_name="runs")
+    per_recipe = runs.groupby("recipe_id")
+    return {"rows": len(runs), "recipes": int(per_recipe.ngroups),
+            "recipes_at_90": int(per_recipe.stopped.any().sum()),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}

@@ -54,7 +54,7 @@ class KineticParameters:
 
     kd: Arrhenius = Arrhenius(
         4.31e15, 131.7,
-        "AIBN in toluene; mcPolymer tutorial model file (Drache et al.); 10-h half-life near 65 °C. Verified.")
+        "AIBN in toluene; mcPolymer tutorial model file (Drache et al.); 10-h half-life 65 °C. Verified.")
     f: float = 0.64  # initiator efficiency, same mcPolymer tutorial model file. Verified.
     kp: Arrhenius = Arrhenius(
         2.21e7, 17.9,
@@ -88,7 +88,7 @@ class KineticParameters:
         "CS": "Order of magnitude of chain-transfer constants of acrylates to toluene.",
     }, compare=False, hash=False, repr=False)
 
-    def at(self, temp_c: float) -> "RateConstants":
+    def at(self, temp_c: float) -> RateConstants:
         """Rate constants at one temperature (L, mol, s)."""
         kp = self.kp(temp_c)
         ktss = self.ktss(temp_c)
@@ -100,7 +100,7 @@ class KineticParameters:
             ktrM=self.ktrM(temp_c), ktrS=self.CS * kp,
         )
 
-    def ideal(self) -> "KineticParameters":
+    def ideal(self) -> KineticParameters:
         """Textbook kinetics: no backbiting, no transfer (the closed-form conversion applies)."""
         return replace(self, kbb=Arrhenius(0.0, 0.0, "switched off"),
                        ktrM=Arrhenius(0.0, 0.0, "switched off"), CS=0.0)

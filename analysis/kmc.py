@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from .kinetics import DEFAULT_PARAMETERS, M_BA, N_AVOGADRO, KineticParameters, RateConstants, Recipe
-from .mmd import EDGE_LENGTHS, normalise
+from .mmd import EDGE_LENGTHS, inside_fraction, normalise
 from .simulation import SAMPLE_TIMES, X_STOP, Simulation
 
 N_RADICALS = 20  # minimum radicals in the control volume at the start
@@ -228,7 +228,7 @@ def run_kmc(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, seed
         n_i0, n_m0, n_s0, k.kd, k.f, k.kp / na_v, k.kbb, k.kpt / na_v, k.ktss / na_v, k.ktst / na_v,
         k.ktt / na_v, k.disprop_ss, k.disprop_st, k.disprop_tt, k.ktrM / na_v, k.ktrS / na_v,
         np.asarray(sample_times, dtype=float), n_m_stop, int(seed) % (2**32), lookup,
-        int(100 * n_radicals + 2000))
+        int(100 * initial_radicals(k, recipe) * na_v + 2000))
     if overflow:
         raise RuntimeError(f"kMC radical arrays overflowed for {recipe}; raise max_rad")
     conversion = 1.0 - nm / n_m0
@@ -237,4 +237,5 @@ def run_kmc(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, seed
         Mn=M_BA * mom[:, 1] / mom[:, 0], Mw=M_BA * mom[:, 2] / mom[:, 1], mmd=normalise(cells),
         stopped=bool(stopped),
         info={"events": int(events), "volume_L": vol, "n_monomer_0": n_m0, "seed": int(seed),
-              "n_radicals": n_radicals, "polymer_units": mom[:, 1] / na_v})
+              "n_radicals": n_radicals, "polymer_units": mom[:, 1] / na_v,
+              "mass_inside_grid": inside_fraction(cells)})

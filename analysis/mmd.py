@@ -62,6 +62,12 @@ def normalise(cells: np.ndarray) -> np.ndarray:
     return inside / inside.sum(axis=-1, keepdims=True) / DLOGM
 
 
+def inside_fraction(cells: np.ndarray) -> np.ndarray:
+    """Fraction of the polymer mass that lies inside the grid, from the 102 cell masses."""
+    cells = np.asarray(cells, dtype=float)
+    return cells[..., 1:-1].sum(axis=-1) / cells.sum(axis=-1)
+
+
 def averages(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mn and Mw (g/mol) of w(log M) on the grid, taking each cell at its centre."""
     w = np.asarray(w, dtype=float)

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from .kinetics import DEFAULT_PARAMETERS, M_BA, KineticParameters, RateConstants, Recipe
-from .mmd import EDGE_LENGTHS, flory_mass_tail, normalise, schulz2_mass_tail
+from .mmd import EDGE_LENGTHS, flory_mass_tail, inside_fraction, normalise, schulz2_mass_tail
 from .simulation import SAMPLE_TIMES, T_END, X_STOP, Simulation
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
@@ -36,6 +36,7 @@ def _rhs(k: RateConstants):
         trp = ktrM * m + ktrS * s  # transfer frequency of one SPR
         ess, est, ett = ktss * p * p, 2.0 * ktst * p * q, ktt * q * q  # termination events
         stop = (kbb * tq / (kpt * m + tq) + tp + trp) / (kp * m + kbb + tp + trp)  # 1 - p
+        stop = max(stop, 1e-100)  # no radicals and no transfer (ideal kinetics at t = 0): rates are 0
         rd1 = trp * p + 2.0 * (dss * ess + dst * est + dtt * ett)  # chains with one radical's length
         rd2 = (1 - dss) * ess + (1 - dst) * est + (1 - dtt) * ett  # chains from combination
         return [
@@ -60,6 +61,7 @@ def _formation(k: RateConstants, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     trp = k.ktrM * m + k.ktrS * s
     ess, est, ett = k.ktss * p * p, 2.0 * k.ktst * p * q, k.ktt * q * q
     stop = (k.kbb * tq / (k.kpt * m + tq) + tp + trp) / (k.kp * m + k.kbb + tp + trp)
+    stop = np.maximum(stop, 1e-100)
     rd1 = trp * p + 2.0 * (k.disprop_ss * ess + k.disprop_st * est + k.disprop_tt * ett)
     rd2 = (1 - k.disprop_ss) * ess + (1 - k.disprop_st) * est + (1 - k.disprop_tt) * ett
     return stop, rd1 / stop, 2.0 * rd2 / stop
@@ -116,13 +118,16 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
         y[1, -1] = (1.0 - x_stop) * m0  # the event root, exact to the root-finder's tolerance
     lam0, lam1, lam2 = y[5], y[6], y[7]
     conversion = 1.0 - y[1] / m0
-    mmd = _mmd(k, sol, times) if with_mmd else np.full((len(times), 0), np.nan)
+    cells = _cells(k, sol, times) if with_mmd else np.full((len(times), 102), np.nan)
+    mmd = normalise(cells) if with_mmd else cells[:, 1:-1]
     return Simulation(recipe=recipe, engine="ode", time=times, conversion=conversion, cBA=y[1],
                       Mn=M_BA * lam1 / lam0, Mw=M_BA * lam2 / lam1, mmd=mmd, stopped=stopped,
-                      info={"nfev": int(sol.nfev), "polymer_units": lam1, "t_end": t_end})
+                      info={"nfev": int(sol.nfev), "polymer_units": lam1,
+                            "mass_inside_grid": inside_fraction(cells)})
 
 
-def _mmd(k: RateConstants, sol, times: np.ndarray) -> np.ndarray:
+def _cells(k: RateConstants, sol, times: np.ndarray) -> np.ndarray:
+    """Cumulative polymer mass (monomer units, mol/L) in the 102 grid cells at each sample time."""
     cells = np.zeros(102)
     out = []
     t_prev = 0.0
@@ -132,7 +137,7 @@ def _mmd(k: RateConstants, sol, times: np.ndarray) -> np.ndarray:
         cells = cells + weights @ _cell_rates(stop, mass1, mass2)
         out.append(cells.copy())
         t_prev = float(t)
-    return normalise(np.array(out))
+    return np.array(out)
 
 
 __all__ = ["run_ode", "T_END"]

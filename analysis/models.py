@@ -1,0 +1,163 @@
+"""The study's inverse models and its evaluation protocol, reproduced exactly.
+
+Protocol (seed-study.md): StandardScaler on X and on Y fitted on *all* rows before the split (a known
+weakness, kept here to reproduce the study), `train_test_split(test_size=0.2, random_state=42)` over
+rows, a native multi-output RandomForestRegressor tuned by RandomizedSearchCV(n_iter=20, cv=3,
+random_state=42), and a Keras network; metrics in original units on the test rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.model_selection import RandomizedSearchCV, train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from .dataset import DATA_DIR, EXTRA_FEATURES, TARGETS, dataset_path
+from .mmd import MMD_COLUMNS
+
+TARGET_RANGES = {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0),
+                 "time": (0.0, 3600.0)}
+FEATURE_SETS = {"mmd": MMD_COLUMNS, "composite": EXTRA_FEATURES + MMD_COLUMNS}
+RF_SEARCH_SPACE = {"n_estimators": [100, 200, 500], "max_depth": [None, 10, 20, 30],
+                   "min_samples_split": [2, 5, 10], "min_samples_leaf": [1, 2, 4]}
+HYPERPARAMETERS = DATA_DIR / "hyperparameters.json"
+
+# Published results of the study (seed-study.md): relative MAE in %, R² per target; global MSE and R².
+STUDY_RESULTS = {
+    "RF, MMD only": {"rel_mae": [5.39, 24.77, 16.10, 14.39], "r2": [0.9445, 0.1851, 0.5685, 0.5999],
+                     "global_mse": 113545.56, "global_r2": 0.5745},
+    "RF, composite": {"rel_mae": [2.25, 23.32, 7.52, 8.71], "r2": [0.9869, 0.2386, 0.8997, 0.8562],
+                      "global_mse": 40822.83, "global_r2": 0.7454},
+    "NN, composite": {"rel_mae": [1.77, 15.22, 3.93, 6.24], "r2": [0.9940, 0.5927, 0.9754, 0.9193],
+                      "global_mse": 22916.60, "global_r2": 0.8703},
+}
+
+
+@dataclass
+class Split:
+    """Scaled train/test arrays of one feature set, and the scalers to go back to original units."""
+
+    features: list[str]
+    X_train: np.ndarray
+    X_test: np.ndarray
+    Y_train: np.ndarray
+    Y_test: np.ndarray
+    x_scaler: StandardScaler
+    y_scaler: StandardScaler
+    test_index: np.ndarray
+
+    def original(self, y_scaled: np.ndarray) -> np.ndarray:
+        return self.y_scaler.inverse_transform(y_scaled)
+
+
+def study_split(frame: pd.DataFrame, features: str = "composite", random_state: int = 42) -> Split:
+    """The study's split: scalers fitted on all rows, then 80/20 over rows."""
+    cols = FEATURE_SETS[features]
+    x_scaler = StandardScaler().fit(frame[cols].to_numpy())
+    y_scaler = StandardScaler().fit(frame[TARGETS].to_numpy())
+    X = x_scaler.transform(frame[cols].to_numpy())
+    Y = y_scaler.transform(frame[TARGETS].to_numpy())
+    idx = np.arange(len(frame))
+    X_tr, X_te, Y_tr, Y_te, _, i_te = train_test_split(X, Y, idx, test_size=0.2,
+                                                       random_state=random_state)
+    return Split(cols, X_tr, X_te, Y_tr, Y_te, x_scaler, y_scaler, i_te)
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Per-target MAE, relative MAE (% of the design range), MSE and R²; global MSE and R² (means)."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    out = {"targets": TARGETS, "mae": [], "rel_mae": [], "mse": [], "r2": []}
+    for j, name in enumerate(TARGETS):
+        lo, hi = TARGET_RANGES[name]
+        mae = mean_absolute_error(y_true[:, j], y_pred[:, j])
+        out["mae"].append(float(mae))
+        out["rel_mae"].append(float(100.0 * mae / (hi - lo)))
+        out["mse"].append(float(mean_squared_error(y_true[:, j], y_pred[:, j])))
+        out["r2"].append(float(r2_score(y_true[:, j], y_pred[:, j])))
+    out["global_mse"] = float(np.mean(out["mse"]))
+    out["global_r2"] = float(np.mean(out["r2"]))
+    return out
+
+
+def metrics_table(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per model: relative MAE and R² per target, global MSE and R²."""
+    rows = {}
+    for name, m in results.items():
+        row = {}
+        for j, t in enumerate(TARGETS):
+            row[(t, "relMAE %")] = m["rel_mae"][j]
+            row[(t, "R²")] = m["r2"][j]
+        row[("global", "MSE")] = m["global_mse"]
+        row[("global", "R²")] = m["global_r2"]
+        rows[name] = row
+    table = pd.DataFrame(rows).T
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
+
+
+# --- random forest -------------------------------------------------------------------------------
+
+def n_jobs() -> int:
+    return int(os.environ.get("POLYINVERSE_JOBS", os.cpu_count() or 1))
+
+
+def tune_rf(split: Split, random_state: int = 42) -> RandomizedSearchCV:
+    """The study's search: 20 candidates x 3 folds over RF_SEARCH_SPACE."""
+    search = RandomizedSearchCV(RandomForestRegressor(random_state=random_state), RF_SEARCH_SPACE,
+                                n_iter=20, cv=3, random_state=random_state, n_jobs=n_jobs())
+    return search.fit(split.X_train, split.Y_train)
+
+
+def fit_rf(split: Split, params: dict, random_state: int = 42) -> RandomForestRegressor:
+    model = RandomForestRegressor(random_state=random_state, n_jobs=n_jobs(), **params)
+    return model.fit(split.X_train, split.Y_train)
+
+
+def importances(model: RandomForestRegressor, features: list[str], top: int = 10) -> pd.Series:
+    return pd.Series(model.feature_importances_, index=features).sort_values(ascending=False)[:top]
+
+
+# --- stored hyperparameters ------------------------------------------------------------------------
+
+def file_sha256(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_tuning(path: Path | str | None = None, out: Path | str = HYPERPARAMETERS) -> dict:
+    """Run the study's RF search for both feature sets and store the winners with date and checksum."""
+    from .dataset import load_dataset
+
+    frame = load_dataset(path)
+    stored = {"date": date.today().isoformat(), "data": dataset_path(path).name,
+              "data_sha256": file_sha256(dataset_path(path)), "search_space": RF_SEARCH_SPACE}
+    for features in FEATURE_SETS:
+        search = tune_rf(study_split(frame, features))
+        stored[f"rf_{features}"] = {
+            "params": search.best_params_, "cv_r2": float(search.best_score_),
+            "candidates": [{**p, "cv_r2": float(s)} for p, s in
+                           zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])],
+        }
+    Path(out).write_text(json.dumps(stored, indent=1, default=str) + "\n")
+    return stored
+
+
+def stored_hyperparameters(path: Path | str | None = None, file: Path | str = HYPERPARAMETERS) -> dict:
+    """Stored search results; warns if they were tuned on another workbook than the one in use."""
+    import warnings
+
+    stored = json.loads(Path(file).read_text())
+    if stored["data_sha256"] != file_sha256(dataset_path(path)):
+        warnings.warn(f"hyperparameters in {Path(file).name} were tuned on another workbook "
+                      f"({stored['data']}, {stored['date']}); run `make tune` to redo the search",
+                      stacklevel=2)
+    return stored

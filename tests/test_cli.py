@@ -1,0 +1,64 @@
+"""The command line: names, JSON fields, and clear errors."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from analysis.simulation import SAMPLE_TIMES
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "analysis", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_simulate_json_schema():
+    out = run_cli("simulate", "--cba0", "1.0", "--caibn0", "0.02", "--temp", "70", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(doc) >= {"recipe", "logM", "samples"}
+    assert doc["recipe"] == {"cBA_0": 1.0, "cAIBN_0": 0.02, "temp": 70.0}
+    assert len(doc["logM"]) == 100
+    assert [s["time"] for s in doc["samples"]] == list(SAMPLE_TIMES)
+    for s in doc["samples"]:
+        assert set(s) == {"time", "conversion", "cBA_time", "Mn", "Mw", "mmd"}
+        assert len(s["mmd"]) == 100 and s["Mw"] >= s["Mn"]
+
+
+def test_simulate_text_output_kmc():
+    out = run_cli("simulate", "--cba0", "0.5", "--caibn0", "0.02", "--temp", "80", "--engine", "kmc",
+                  "--seed", "5")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if not line.startswith("#")]
+    assert len(rows) == 12 and all(len(r) == 105 for r in rows)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--cba0", "1", "--caibn0", "20", "--temp", "70"], "mmol/L"),
+    (["--cba0", "-1", "--caibn0", "0.02", "--temp", "70"], "must be positive"),
+    (["--cba0", "1", "--caibn0", "0", "--temp", "70"], "must be positive"),
+    (["--cba0", "1", "--caibn0", "0.02", "--temp", "343"], "outside the range"),
+])
+def test_simulate_refuses_bad_input_without_traceback(args, words):
+    out = run_cli("simulate", *args)
+    assert out.returncode == 2
+    assert words in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sweep_writes_the_whole_design(tmp_path):
+    path = tmp_path / "sweep.csv"
+    out = run_cli("sweep", "--out", str(path), "--quiet")
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["temp", "cBA_0", "cAIBN_0", "conversion_3600", "t_stop", "Mn", "Mw"]
+    assert len(frame) == 432
+    assert len(frame.drop_duplicates(["temp", "cBA_0", "cAIBN_0"])) == 432
+    stopped = frame[frame.t_stop < 3600]
+    assert (stopped.conversion_3600.round(6) == 0.9).all()
+    assert (frame.conversion_3600 <= 0.9 + 1e-9).all() and (frame.Mw >= frame.Mn).all()
+    # hotter is faster at fixed recipe
+    pivot = frame.pivot_table(index=["cBA_0", "cAIBN_0"], columns="temp", values="conversion_3600")
+    assert (pivot.diff(axis=1).iloc[:, 1:] >= -1e-12).all().all()

@@ -1,0 +1,120 @@
+"""Physics of both engines, the closed-form oracle, and the agreement between them."""
+
+import math
+
+import numpy as np
+import pytest
+
+from analysis.kinetics import DEFAULT_PARAMETERS, Recipe
+from analysis.mmd import DLOGM, LOGM, averages, l1_distance
+from analysis.simulation import SAMPLE_TIMES, compare_runs, simulate
+
+ORIENTATION = Recipe(1.0, 0.02, 70.0)
+# spread over the design: the four (cBA_0, temp) corners at both initiator extremes, and the centre
+AGREEMENT_RECIPES = [Recipe(0.5, 0.0025, 60.0), Recipe(3.0, 0.0025, 80.0), Recipe(0.5, 0.02, 80.0),
+                     Recipe(3.0, 0.02, 60.0), Recipe(1.5, 0.01, 70.0)]
+
+
+@pytest.fixture(scope="module")
+def kmc_runs():
+    return {r: simulate(r, "kmc", seed=11) for r in AGREEMENT_RECIPES}
+
+
+@pytest.fixture(scope="module")
+def ode_runs():
+    return {r: simulate(r, "ode") for r in AGREEMENT_RECIPES}
+
+
+def test_closed_form_conversion_of_ideal_kinetics():
+    """No backbiting, no transfer, constant kt: X = 1 - exp(-(2kp/kd) sqrt(f kd I0/kt) (1 - e^(-kd t/2)))
+    plus the radical build-up lag of the first second."""
+    recipe = Recipe(3.0, 0.0025, 60.0)  # long chains: initiation uses a negligible share of monomer
+    params = DEFAULT_PARAMETERS.ideal()
+    run = simulate(recipe, "ode", params=params, rtol=1e-9, x_stop=1.5)
+    k = params.at(recipe.temp)
+    t = SAMPLE_TIMES
+    ri = 2 * k.f * k.kd * recipe.cAIBN_0
+    p_qss = np.sqrt(ri / (2 * k.ktss))
+    # radicals build up as p_qss * tanh(t / tau): the quasi-steady formula runs ahead by tau * ln 2
+    tau = 1 / np.sqrt(2 * k.ktss * ri)
+    exact = 1 - np.exp(-(2 * k.kp / k.kd) * np.sqrt(k.f * k.kd * recipe.cAIBN_0 / k.ktss)
+                       * (1 - np.exp(-k.kd * t / 2)) + k.kp * p_qss * tau * np.log(2))
+    assert len(run.time) == len(t)
+    np.testing.assert_allclose(run.conversion, exact, atol=1e-4)
+    assert exact[-1] > 0.5  # the test spans a large conversion range
+
+
+def test_orientation_values_of_the_default_parameter_set():
+    run = simulate(ORIENTATION, "ode")
+    assert run.time[-1] == 3600 and not run.stopped
+    assert run.conversion[-1] == pytest.approx(0.85, abs=0.02)
+    assert run.Mn[-1] == pytest.approx(15000, rel=0.1)
+    assert run.Mw[-1] == pytest.approx(45000, rel=0.1)
+    assert LOGM[np.argmax(run.mmd[-1])] == pytest.approx(4.6, abs=0.1)
+
+
+def test_backbiting_makes_mcrs_the_majority_and_slows_the_rate():
+    k = DEFAULT_PARAMETERS.at(70.0)
+    assert k.kbb / (k.kpt * 1.0) > 10  # [Q]/[P] at 1 mol/L: over 90 % MCRs
+    ideal = simulate(ORIENTATION, "ode", params=DEFAULT_PARAMETERS.ideal())
+    assert ideal.stopped and ideal.t_stop < 1800
+
+
+@pytest.mark.parametrize("engine", ["ode", "kmc"])
+def test_physics_of_each_engine(engine, kmc_runs, ode_runs):
+    runs = kmc_runs if engine == "kmc" else ode_runs
+    for recipe, run in runs.items():
+        assert np.all(np.diff(run.conversion) > 0), "conversion rises with time"
+        assert np.all(np.diff(run.time) > 0)
+        assert np.all(run.Mw >= run.Mn)
+        np.testing.assert_allclose(run.mmd.sum(axis=1) * DLOGM, 1.0, atol=1e-12)
+        assert np.all(run.mmd >= 0)
+        np.testing.assert_allclose(run.cBA, recipe.cBA_0 * (1 - run.conversion), rtol=1e-12)
+        # monomer mass balance: consumed monomer sits in the dead polymer (live chains are ~1e-4 of it)
+        consumed = recipe.cBA_0 - run.cBA
+        np.testing.assert_allclose(run.info["polymer_units"], consumed, rtol=2e-3)
+        # averages from the binned MMD agree with the moments within the grid's resolution
+        mn, mw = averages(run.mmd)
+        np.testing.assert_allclose(mn, run.Mn, rtol=0.02)
+        np.testing.assert_allclose(mw, run.Mw, rtol=0.02)
+        assert np.all(run.info["mass_inside_grid"] >= 0.995)
+        if run.stopped:
+            assert run.conversion[-1] == pytest.approx(0.9, abs=1e-6)
+            assert run.time[-1] < 3600
+        else:
+            np.testing.assert_array_equal(run.time, SAMPLE_TIMES)
+
+
+def test_engines_agree_across_the_design(kmc_runs, ode_runs):
+    for recipe in AGREEMENT_RECIPES:
+        c = compare_runs(kmc_runs[recipe], ode_runs[recipe])
+        assert c["stopped"][0] == c["stopped"][1], recipe
+        assert c["samples"] == len(ode_runs[recipe].time), recipe
+        assert c["conversion"] < 0.01, (recipe, c)
+        assert c["Mn_rel"] < 0.05, (recipe, c)
+        assert c["Mw_rel"] < 0.05, (recipe, c)
+        assert c["mmd_l1"] < 0.05, (recipe, c)
+
+
+def test_kmc_is_reproducible_and_seeded():
+    recipe = Recipe(0.5, 0.02, 80.0)
+    a = simulate(recipe, "kmc", seed=3)
+    b = simulate(recipe, "kmc", seed=3)
+    c = simulate(recipe, "kmc", seed=4)
+    np.testing.assert_array_equal(a.mmd, b.mmd)
+    np.testing.assert_array_equal(a.conversion, b.conversion)
+    assert a.info["events"] == b.info["events"]
+    assert not np.array_equal(a.mmd, c.mmd)
+    # two seeds differ only by noise
+    assert l1_distance(a.mmd, c.mmd).max() < 0.06
+
+
+def test_stop_rule_at_90_percent_conversion():
+    hot = Recipe(3.0, 0.02, 80.0)
+    for engine in ("ode", "kmc"):
+        run = simulate(hot, engine, **({"seed": 1} if engine == "kmc" else {}))
+        assert run.stopped
+        on_grid = run.time[:-1]
+        np.testing.assert_array_equal(on_grid, SAMPLE_TIMES[: len(on_grid)])
+        assert on_grid[-1] < run.time[-1] < on_grid[-1] + 300
+        assert math.isclose(run.conversion[-1], 0.9, abs_tol=1e-6)
