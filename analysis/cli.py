@@ -1,4 +1,4 @@
-"""Command line: python -m analysis simulate | sweep | dataset."""
+"""Command line: python -m analysis simulate | sweep | dataset | tune."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from .dataset import DatasetError
 from .kinetics import Recipe, RecipeError
 
 
@@ -60,6 +61,18 @@ def _dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from .models import HYPERPARAMETERS, run_tuning
+
+    start = time.perf_counter()
+    stored = run_tuning(args.data, out=args.out or HYPERPARAMETERS)
+    for key in ("rf_mmd", "rf_composite"):
+        print(f"{key}: {stored[key]['params']} (cross-validated R² {stored[key]['cv_r2']:.4f})")
+    print(f"search done in {time.perf_counter() - start:.0f} s; stored in {args.out or HYPERPARAMETERS}",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(WORKBOOK))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_dataset)
+
+    p = sub.add_parser("tune", help="rerun the study's random-forest search, store the chosen values")
+    p.add_argument("--data", default=None, help="workbook (default: $POLYINVERSE_DATA or ours)")
+    p.add_argument("--out", default=None, help="JSON file (default: data/hyperparameters.json)")
+    p.set_defaults(func=_tune)
     return parser
 
 
@@ -96,6 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except RecipeError as err:
+    except (RecipeError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

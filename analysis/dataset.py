@@ -192,12 +192,17 @@ def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data"
 
 
 def card_figures(path: Path | str | None = None) -> dict:
-    """The figures the data card states, computed from the workbook: rows, recipes, stops, checksum."""
+    """The figures the data card states, computed from the workbook: rows, recipes, stops, checksum.
+
+    Uses only the study's sheet `compuesta`, so it works on the original workbook too: a recipe is
+    one (cBA_0, cAIBN_0, temp) and it reached 90 % conversion if its last sample is before 3600 s.
+    """
     import hashlib
 
+    from .simulation import T_END
+
     path = dataset_path(path)
-    runs = pd.read_excel(path, sheet_name="runs")
-    per_recipe = runs.groupby("recipe_id")
-    return {"rows": len(runs), "recipes": int(per_recipe.ngroups),
-            "recipes_at_90": int(per_recipe.stopped.any().sum()),
+    frame = load_dataset(path)
+    last = frame.groupby(["cBA_0", "cAIBN_0", "temp"]).time.max()
+    return {"rows": len(frame), "recipes": len(last), "recipes_at_90": int((last < T_END - 1e-6).sum()),
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}

@@ -127,6 +127,26 @@ class RateConstants:
 
 DEFAULT_PARAMETERS = KineticParameters()
 
+# What a literature check of kinetics.md's values found (stored sources searched in November 2026).
+# status: "verified" (value found in the cited or an equivalent source), "not checkable" (the source
+# text was not available; value kept from kinetics.md), "assumption" (a modelling convention).
+VERIFICATION = {
+    "kd": ("verified", "mcPolymer AIBN/toluene set; the AkzoNobel AIBN data (A = 2.89e15, Ea = 130.23 "
+                       "kJ/mol) agree within 12 % over 60-80 °C"),
+    "f": ("verified", "0.64 in the mcPolymer set (measured for styrene; for BA in toluene an assumption)"),
+    "kp": ("verified", "Asua et al. 2004 IUPAC benchmark; the IUPAC 2022 revision (A = 10^7.22, "
+                       "Ea = 17.3 kJ/mol, valid -65 to 70 °C) is 7-9 % lower at 60-80 °C: not adopted, "
+                       "kept for comparability with the study's simulator"),
+    "kbb": ("not checkable", "Nikitin et al. 2007 not in the stored sources"),
+    "kpt": ("not checkable", "Nikitin et al. 2007 not in the stored sources"),
+    "ktss": ("partly verified", "alpha_s = 0.85 confirmed (Barth et al. 2010); kt(1,1), alpha_l = 0.16 and "
+                                "ic = 30 not checkable (alpha_l and ic coincide with styrene's values)"),
+    "ktt, ktst": ("assumption", "ktt = 0.1 ktss, geometric-mean cross termination"),
+    "disproportionation": ("assumption", "0.1 for SPR pairs, 0.9 with an MCR (literature consensus)"),
+    "ktrM": ("not checkable", "Hutchinson-group parameter set not in the stored sources"),
+    "CS": ("not checkable", "order of magnitude for acrylates in toluene"),
+}
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -171,3 +191,28 @@ def validate_recipe(cBA_0: float, cAIBN_0: float, temp: float) -> None:
     if not lo <= temp <= hi:
         raise RecipeError(f"temp = {temp} °C is outside the range where the kinetic parameters are "
                           f"valid ({lo:g}-{hi:g} °C); is it given in K?")
+
+
+def parameter_table(params: KineticParameters = DEFAULT_PARAMETERS, temp_c: float = 70.0) -> list[dict]:
+    """Every coefficient: Arrhenius A and Ea, its value at `temp_c`, source and verification status."""
+    k = params.at(temp_c)
+    rows = []
+    for name in ("kd", "kp", "kbb", "kpt", "ktss", "ktrM"):
+        arr = getattr(params, name)
+        rows.append({"coefficient": name, "A": arr.A, "Ea (kJ/mol)": arr.Ea_kJ,
+                     f"value at {temp_c:g} °C": getattr(k, name), "source": arr.source,
+                     "check": VERIFICATION[name][0]})
+    rows += [
+        {"coefficient": "f", f"value at {temp_c:g} °C": k.f, "source": params.sources["f"],
+         "check": VERIFICATION["f"][0]},
+        {"coefficient": "ktt", f"value at {temp_c:g} °C": k.ktt, "source": params.sources["ktt_over_ktss"],
+         "check": VERIFICATION["ktt, ktst"][0]},
+        {"coefficient": "ktst", f"value at {temp_c:g} °C": k.ktst, "source": params.sources["ktst"],
+         "check": VERIFICATION["ktt, ktst"][0]},
+        {"coefficient": "ktrS = CS kp", f"value at {temp_c:g} °C": k.ktrS, "source": params.sources["CS"],
+         "check": VERIFICATION["CS"][0]},
+        {"coefficient": "disproportionation SS / with MCR",
+         f"value at {temp_c:g} °C": f"{k.disprop_ss:g} / {k.disprop_st:g}",
+         "source": params.sources["disprop"], "check": VERIFICATION["disproportionation"][0]},
+    ]
+    return rows

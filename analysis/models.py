@@ -73,6 +73,22 @@ def study_split(frame: pd.DataFrame, features: str = "composite", random_state: 
     return Split(cols, X_tr, X_te, Y_tr, Y_te, x_scaler, y_scaler, i_te)
 
 
+def recipe_split(frame: pd.DataFrame, features: str = "composite", random_state: int = 42) -> Split:
+    """The honest counterpart: 80/20 over *recipes* (all rows of a recipe on one side), scalers fitted
+    on the training rows only."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    cols = FEATURE_SETS[features]
+    groups = frame.groupby(["cBA_0", "cAIBN_0", "temp"]).ngroup().to_numpy()
+    train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=random_state)
+                       .split(frame, groups=groups))
+    x_scaler = StandardScaler().fit(frame[cols].to_numpy()[train])
+    y_scaler = StandardScaler().fit(frame[TARGETS].to_numpy()[train])
+    X = x_scaler.transform(frame[cols].to_numpy())
+    Y = y_scaler.transform(frame[TARGETS].to_numpy())
+    return Split(cols, X[train], X[test], Y[train], Y[test], x_scaler, y_scaler, test)
+
+
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """Per-target MAE, relative MAE (% of the design range), MSE and R²; global MSE and R² (means)."""
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
@@ -161,3 +177,47 @@ def stored_hyperparameters(path: Path | str | None = None, file: Path | str = HY
                       f"({stored['data']}, {stored['date']}); run `make tune` to redo the search",
                       stacklevel=2)
     return stored
+
+
+# --- run-to-run spread -----------------------------------------------------------------------------
+
+def replicate(frame: pd.DataFrame, tuned: dict, seeds: tuple[int, ...] = (42, 1, 2),
+              with_network: bool = True) -> pd.DataFrame:
+    """The study's three models, refitted with the stored hyperparameters for several seeds.
+
+    Each seed changes both the row split and the model's own randomness (bootstrap, weights), so the
+    spread is what a rerun of the study with another seed would show.  One row per seed and model.
+    """
+    rows = []
+    for seed in seeds:
+        fits = [("RF, MMD only", "mmd"), ("RF, composite", "composite")]
+        if with_network:
+            fits.append(("NN, composite", "composite"))
+        for name, features in fits:
+            split = study_split(frame, features, random_state=seed)
+            if name.startswith("RF"):
+                model = fit_rf(split, tuned[f"rf_{features}"]["params"], random_state=seed)
+                pred = model.predict(split.X_test)
+            else:
+                from .nn import fit_network, predict
+
+                net, _ = fit_network(split.X_train, split.Y_train, seed=seed)
+                pred = predict(net, split.X_test)
+            m = metrics(split.original(split.Y_test), split.original(pred))
+            row = {"seed": seed, "model": name, "global_r2": m["global_r2"], "global_mse": m["global_mse"]}
+            row.update({f"r2 {t}": v for t, v in zip(TARGETS, m["r2"])})
+            row.update({f"rel_mae {t}": v for t, v in zip(TARGETS, m["rel_mae"])})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def spread_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each metric, next to the study's published value."""
+    out = {}
+    for name, group in runs.groupby("model", sort=False):
+        study = STUDY_RESULTS[name]
+        for j, t in enumerate(TARGETS):
+            out[(name, f"R² {t}")] = (study["r2"][j], group[f"r2 {t}"].mean(), group[f"r2 {t}"].std())
+        out[(name, "global R²")] = (study["global_r2"], group.global_r2.mean(), group.global_r2.std())
+    table = pd.DataFrame(out, index=["study", "ours (mean)", "ours (sd over seeds)"]).T
+    return table

@@ -1,0 +1,105 @@
+"""The model's domain: where the training data lie, and whether a new input is inside.
+
+An inverse model interpolates between the recipes it was trained on.  A new observation is inside the
+domain when (1) every feature lies within the training range and (2) its nearest training row, in
+standardised feature space, is not farther than the distances that training rows have to their own
+nearest neighbours (the 99th percentile of those).  Both criteria are reported, by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+from .simulation import T_END
+
+
+@dataclass
+class Verdict:
+    """Whether one input lies in the training domain, and why not."""
+
+    in_domain: bool
+    outside_range: list[str]  # features outside the training min-max range
+    neighbour_distance: float  # standardised distance to the nearest training row
+    distance_limit: float  # 99th percentile of training rows' nearest-neighbour distances
+
+    def reasons(self) -> list[str]:
+        out = [f"{c} outside the training range" for c in self.outside_range]
+        if self.neighbour_distance > self.distance_limit:
+            out.append(f"nearest training row at distance {self.neighbour_distance:.2f} "
+                       f"(training rows are within {self.distance_limit:.2f} of a neighbour)")
+        return out
+
+
+class Domain:
+    """Training domain of a feature table (fitted on the training rows only)."""
+
+    def __init__(self, train: pd.DataFrame, features: list[str], quantile: float = 0.99):
+        self.features = list(features)
+        x = train[self.features].to_numpy(float)
+        self.low, self.high = x.min(axis=0), x.max(axis=0)
+        self.scaler = StandardScaler().fit(x)
+        z = self.scaler.transform(x)
+        self.nn = NearestNeighbors(n_neighbors=2).fit(z)
+        own = self.nn.kneighbors(z)[0][:, 1]  # distance to the nearest *other* row
+        self.limit = float(np.quantile(own, quantile))
+
+    def check(self, rows: pd.DataFrame, tolerance: float = 1e-9) -> list[Verdict]:
+        """One verdict per row of `rows` (which must hold the domain's feature columns)."""
+        missing = [c for c in self.features if c not in rows.columns]
+        if missing:
+            raise KeyError(f"input lacks the feature column(s) {missing[:5]}")
+        x = rows[self.features].to_numpy(float)
+        span = self.high - self.low
+        below = x < self.low - tolerance * np.maximum(span, 1.0)
+        above = x > self.high + tolerance * np.maximum(span, 1.0)
+        dist = self.nn.kneighbors(self.scaler.transform(x), n_neighbors=1)[0][:, 0]
+        out = []
+        for i in range(len(x)):
+            bad = [c for c, lo, hi in zip(self.features, below[i], above[i]) if lo or hi]
+            out.append(Verdict(not bad and dist[i] <= self.limit, bad, float(dist[i]), self.limit))
+        return out
+
+
+def with_recipes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `recipe_id` (one per cBA_0, cAIBN_0, temp) and `conversion` (from cBA_time) to a sheet.
+
+    Works on the study's own sheets, which have no recipe id: a recipe is its three initial levels.
+    """
+    out = frame.copy()
+    out["recipe_id"] = out.groupby(["cBA_0", "cAIBN_0", "temp"], sort=True).ngroup()
+    if "cBA_time" in out:
+        out["conversion"] = 1.0 - out.cBA_time / out.cBA_0
+    return out
+
+
+def recipe_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per recipe: levels, last sampling time, final conversion, and whether the run stopped
+    (at 90 % conversion) before the 3600 s cut."""
+    rows = with_recipes(frame).sort_values("time").groupby("recipe_id").last()
+    table = rows[["cBA_0", "cAIBN_0", "temp", "time"]].rename(columns={"time": "t_end"})
+    if "conversion" in rows:
+        table["conversion_end"] = rows.conversion
+    table["reached_90"] = table.t_end < T_END - 1e-6
+    return table
+
+
+def coverage(recipes: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """How many recipes of each level of `factor` reach 90 % conversion before the 3600 s cut."""
+    table = recipes.groupby(factor).reached_90.agg(["sum", "count"])
+    table.columns = ["reach_90", "recipes"]
+    table["share"] = table.reach_90 / table.recipes
+    return table
+
+
+def ranges(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Min, max and number of distinct values of each column."""
+    return pd.DataFrame({"min": frame[columns].min(), "max": frame[columns].max(),
+                         "distinct": frame[columns].nunique()})
+
+
+__all__ = ["Domain", "Verdict", "with_recipes", "recipe_table", "coverage", "ranges", "T_END"]
