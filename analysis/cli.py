@@ -65,7 +65,7 @@ def _tune(args: argparse.Namespace) -> int:
     from .models import HYPERPARAMETERS, run_tuning
 
     start = time.perf_counter()
-    stored = run_tuning(args.data, out=args.out or HYPERPARAMETERS)
+    stored = run_tuning(args.data, out=args.out or HYPERPARAMETERS, verbose=3)
     for key in ("rf_mmd", "rf_composite"):
         print(f"{key}: {stored[key]['params']} (cross-validated R² {stored[key]['cv_r2']:.4f})")
     print(f"search done in {time.perf_counter() - start:.0f} s; stored in {args.out or HYPERPARAMETERS}",

@@ -127,10 +127,11 @@ def n_jobs() -> int:
     return int(os.environ.get("POLYINVERSE_JOBS", os.cpu_count() or 1))
 
 
-def tune_rf(split: Split, random_state: int = 42) -> RandomizedSearchCV:
+def tune_rf(split: Split, random_state: int = 42, verbose: int = 0) -> RandomizedSearchCV:
     """The study's search: 20 candidates x 3 folds over RF_SEARCH_SPACE."""
     search = RandomizedSearchCV(RandomForestRegressor(random_state=random_state), RF_SEARCH_SPACE,
-                                n_iter=20, cv=3, random_state=random_state, n_jobs=n_jobs())
+                                n_iter=20, cv=3, random_state=random_state, n_jobs=n_jobs(),
+                                verbose=verbose)
     return search.fit(split.X_train, split.Y_train)
 
 
@@ -149,7 +150,7 @@ def file_sha256(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def run_tuning(path: Path | str | None = None, out: Path | str = HYPERPARAMETERS) -> dict:
+def run_tuning(path: Path | str | None = None, out: Path | str = HYPERPARAMETERS, verbose: int = 0) -> dict:
     """Run the study's RF search for both feature sets and store the winners with date and checksum."""
     from .dataset import load_dataset
 
@@ -157,7 +158,7 @@ def run_tuning(path: Path | str | None = None, out: Path | str = HYPERPARAMETERS
     stored = {"date": date.today().isoformat(), "data": dataset_path(path).name,
               "data_sha256": file_sha256(dataset_path(path)), "search_space": RF_SEARCH_SPACE}
     for features in FEATURE_SETS:
-        search = tune_rf(study_split(frame, features))
+        search = tune_rf(study_split(frame, features), verbose=verbose)
         stored[f"rf_{features}"] = {
             "params": search.best_params_, "cv_r2": float(search.best_score_),
             "candidates": [{**p, "cv_r2": float(s)} for p, s in

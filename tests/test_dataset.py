@@ -79,7 +79,7 @@ def test_physics_of_every_row(data, runs):
     conversion = 1 - data.cBA_time / data.cBA_0
     np.testing.assert_allclose(conversion, runs.conversion, atol=1e-12)
     assert (runs.groupby("recipe_id").conversion.diff().dropna() > 0).all(), "conversion rises"
-    assert (runs.conversion <= 0.9 + 1e-9).all()
+    assert (runs.conversion <= 0.9 + 1e-6).all()  # the stop event may overshoot by a molecule
     stop = runs[runs.stopped.astype(bool)].groupby("recipe_id").conversion.last()
     np.testing.assert_allclose(stop, 0.9, atol=1e-6)
 
@@ -100,12 +100,18 @@ def test_a_sample_of_rows_agrees_with_the_deterministic_engine(runs, data):
         assert l1_distance(kmc[MMD_COLUMNS].to_numpy()[:n], ode.mmd[:n]).max() < 0.05, rid
 
 
-def test_two_recipes_regenerated_with_the_committed_seed_are_identical(sheets):
+def test_two_recipes_regenerated_with_the_committed_seed_are_identical(sheets, tmp_path):
+    """Regenerated and written like the committed file (the xlsx stores 16 significant digits)."""
     wanted = {(0.5, 0.02, 80.0), (2.0, 0.01, 73.0)}  # one that stops at 90 %, one that does not
     ids = [i for i, r in enumerate(design()) if (r.cBA_0, r.cAIBN_0, r.temp) in wanted]
-    fresh = generate("kmc", jobs=1, seed=DEFAULT_SEED, recipe_ids=ids, progress=False)
-    committed = sheets["compuesta"][sheets["runs"].recipe_id.isin(ids).to_numpy()].reset_index(drop=True)
-    pd.testing.assert_frame_equal(fresh[SHEETS["compuesta"]], committed, check_exact=True)
+    write_workbook(generate("kmc", jobs=1, seed=DEFAULT_SEED, recipe_ids=ids, progress=False),
+                   tmp_path / "fresh.xlsx")
+    fresh = pd.read_excel(tmp_path / "fresh.xlsx", sheet_name=None)
+    keep = sheets["runs"].recipe_id.isin(ids).to_numpy()
+    assert len(fresh["runs"]) == keep.sum() > 12
+    for name in ("compuesta", "runs"):
+        pd.testing.assert_frame_equal(fresh[name], sheets[name][keep].reset_index(drop=True),
+                                      check_exact=True, check_dtype=False)
 
 
 def test_writing_is_byte_reproducible(tmp_path, sheets):
