@@ -9,7 +9,6 @@ export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
-export MPLBACKEND := Agg
 
 .PHONY: venv book test unit nbval data notebooks tune bench lint clean
 

@@ -194,25 +194,26 @@ def validate_recipe(cBA_0: float, cAIBN_0: float, temp: float) -> None:
 
 
 def parameter_table(params: KineticParameters = DEFAULT_PARAMETERS, temp_c: float = 70.0) -> list[dict]:
-    """Every coefficient: Arrhenius A and Ea, its value at `temp_c`, source and verification status."""
+    """Every coefficient: Arrhenius A and Ea, its value at `temp_c`, source and verification status.
+
+    Numbers are given as text with 3 significant digits (a table for people, not for computing).
+    """
     k = params.at(temp_c)
+    at = f"value at {temp_c:g} °C"
     rows = []
     for name in ("kd", "kp", "kbb", "kpt", "ktss", "ktrM"):
         arr = getattr(params, name)
-        rows.append({"coefficient": name, "A": arr.A, "Ea (kJ/mol)": arr.Ea_kJ,
-                     f"value at {temp_c:g} °C": getattr(k, name), "source": arr.source,
-                     "check": VERIFICATION[name][0]})
-    rows += [
-        {"coefficient": "f", f"value at {temp_c:g} °C": k.f, "source": params.sources["f"],
-         "check": VERIFICATION["f"][0]},
-        {"coefficient": "ktt", f"value at {temp_c:g} °C": k.ktt, "source": params.sources["ktt_over_ktss"],
-         "check": VERIFICATION["ktt, ktst"][0]},
-        {"coefficient": "ktst", f"value at {temp_c:g} °C": k.ktst, "source": params.sources["ktst"],
-         "check": VERIFICATION["ktt, ktst"][0]},
-        {"coefficient": "ktrS = CS kp", f"value at {temp_c:g} °C": k.ktrS, "source": params.sources["CS"],
-         "check": VERIFICATION["CS"][0]},
-        {"coefficient": "disproportionation SS / with MCR",
-         f"value at {temp_c:g} °C": f"{k.disprop_ss:g} / {k.disprop_st:g}",
-         "source": params.sources["disprop"], "check": VERIFICATION["disproportionation"][0]},
+        rows.append({"coefficient": name, "A": f"{arr.A:.3g}", "Ea (kJ/mol)": f"{arr.Ea_kJ:g}",
+                     at: f"{getattr(k, name):.3g}", "source": arr.source, "check": VERIFICATION[name][0]})
+    extra = [
+        ("f", f"{k.f:g}", params.sources["f"], "f"),
+        ("ktt", f"{k.ktt:.3g}", params.sources["ktt_over_ktss"], "ktt, ktst"),
+        ("ktst", f"{k.ktst:.3g}", params.sources["ktst"], "ktt, ktst"),
+        ("ktrS = CS kp", f"{k.ktrS:.3g}", params.sources["CS"], "CS"),
+        ("disproportionation SS / with MCR", f"{k.disprop_ss:g} / {k.disprop_st:g}",
+         params.sources["disprop"], "disproportionation"),
     ]
+    for name, value, source, key in extra:
+        rows.append({"coefficient": name, "A": "", "Ea (kJ/mol)": "", at: value, "source": source,
+                     "check": VERIFICATION[key][0]})
     return rows

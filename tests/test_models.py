@@ -90,3 +90,23 @@ def test_recipe_split_keeps_every_recipe_on_one_side_and_scales_on_training_rows
     assert len(test) == 8  # 20 % of 40 recipes
     train_rows = frame.drop(index=split.test_index)
     np.testing.assert_allclose(split.x_scaler.mean_, train_rows[MMD_COLUMNS].mean().to_numpy())
+
+
+def test_domain_flags_an_mn_that_disagrees_with_its_own_mmd():
+    from analysis.kinetics import Recipe
+    from analysis.simulation import simulate
+
+    rows = []
+    for recipe in [Recipe(c, i, t) for c in (1.0, 2.0) for i in (0.005, 0.015) for t in (60.0, 75.0)]:
+        run = simulate(recipe, "ode")
+        for j in range(len(run.time)):
+            rows.append([run.cBA[j], run.Mn[j], run.Mw[j], *run.mmd[j]])
+    features = ["cBA_time", "Mn", "Mw"] + MMD_COLUMNS
+    frame = pd.DataFrame(rows, columns=features)
+    domain = Domain(frame, features)
+    assert all(v.in_domain for v in domain.check(frame))
+    wrong = frame.iloc[[5]].assign(Mn=frame.Mn.iloc[5] * 1.5)  # still inside the Mn range
+    verdict = domain.check(wrong)[0]
+    assert frame.Mn.min() < wrong.Mn.iloc[0] < frame.Mn.max()
+    assert not verdict.in_domain and not verdict.outside_range
+    assert any("Mn is 1.50 times the Mn of the MMD" in r for r in verdict.reasons())
