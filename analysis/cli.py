@@ -1,4 +1,4 @@
-"""Command line: python -m analysis simulate | sweep | dataset | tune."""
+"""Command line: python -m analysis simulate | sweep | dataset | tune | evaluate."""
 
 from __future__ import annotations
 
@@ -73,6 +73,27 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .dataset import load_dataset
+    from .evaluation import evaluate
+
+    if args.model == "best":
+        print("error: the 'best' model is not built yet (issue 5); use rf or nn", file=sys.stderr)
+        return 2
+    result = evaluate(load_dataset(args.data), args.model, args.features, args.split)
+    if args.json:
+        json.dump(result, sys.stdout)
+        print()
+        return 0
+    print(f"{args.model}, {args.features} features, {args.split} split")
+    for t in result["r2"]:
+        print(f"  {t:8s} R² {result['r2'][t]:.4f}   relative MAE {result['rel_mae'][t]:.2f} %")
+    spread = result["fold_global_r2"]
+    extra = f" (folds {min(spread):.3f} to {max(spread):.3f})" if len(spread) > 1 else ""
+    print(f"  global R² {result['global_r2']:.4f}{extra}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="workbook (default: $POLYINVERSE_DATA or ours)")
     p.add_argument("--out", default=None, help="JSON file (default: data/hyperparameters.json)")
     p.set_defaults(func=_tune)
+
+    p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")
+    p.add_argument("--model", choices=["rf", "nn", "best"], default="rf")
+    p.add_argument("--features", choices=["mmd", "composite"], default="composite")
+    p.add_argument("--split", choices=["rows", "recipes"], default="rows")
+    p.add_argument("--data", default=None, help="workbook (default: $POLYINVERSE_DATA or ours)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

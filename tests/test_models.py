@@ -110,3 +110,20 @@ def test_domain_flags_an_mn_that_disagrees_with_its_own_mmd():
     assert frame.Mn.min() < wrong.Mn.iloc[0] < frame.Mn.max()
     assert not verdict.in_domain and not verdict.outside_range
     assert any("Mn is 1.50 times the Mn of the MMD" in r for r in verdict.reasons())
+
+
+def test_grouped_folds_never_share_a_recipe_and_scale_inside_the_fold():
+    from analysis.evaluation import grouped_folds, recipe_groups
+
+    frame = _toy(n_recipes=40, times=5)
+    groups = recipe_groups(frame)
+    folds = grouped_folds(frame, "composite", n_splits=5)
+    seen = np.concatenate([f.test_index for f in folds])
+    assert sorted(seen) == list(range(len(frame)))  # every row is tested exactly once
+    for fold in folds:
+        test_groups = set(groups[fold.test_index])
+        train_groups = set(np.delete(groups, fold.test_index))
+        assert not test_groups & train_groups
+        train_rows = frame.drop(index=fold.test_index)
+        np.testing.assert_allclose(fold.x_scaler.mean_, train_rows[fold.features].mean().to_numpy())
+        np.testing.assert_allclose(fold.original(fold.Y_test), frame[TARGETS].to_numpy()[fold.test_index])
