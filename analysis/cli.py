@@ -1,4 +1,4 @@
-"""Command line: python -m analysis simulate | sweep | dataset | tune | evaluate."""
+"""Command line: python -m analysis simulate | sweep | dataset | tune | evaluate | invert."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import time
 
 from .dataset import DatasetError
+from .finder import InputError
 from .kinetics import Recipe, RecipeError
 
 
@@ -94,6 +95,60 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _invert(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .finder import find_recipe, read_sec_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        w = read_sec_file(args.mmd, signal=args.signal)
+        result = find_recipe(w, args.cba_time, args.mn, args.mw)
+    result["warnings"] = [str(c.message) for c in caught] + result["warnings"]
+    if args.plot:
+        _plot_inversion(w, result, args.plot)
+    if args.json:
+        json.dump(result, sys.stdout)
+        print()
+        return 0
+    units = {"cBA_0": "mol/L", "cAIBN_0": "mol/L", "temp": "°C", "time": "s"}
+    used = ", ".join(result["features"] + ["MMD"])
+    print(f"recipe (physics-based inversion, 90 % intervals; observed: {used})")
+    for k, v in result["recipe"].items():
+        lo, hi = result["interval"][k]
+        ml = result["ml"]["recipe"][k]
+        print(f"  {k:8s} {v:10.4g} {units[k]:6s} [{lo:.4g}, {hi:.4g}]   (random forest: {ml:.4g})")
+    rt = result["roundtrip"]
+    ml_l1 = result["ml"]["roundtrip"]["mmd_l1"]
+    print(f"round trip: MMD L1 {rt['mmd_l1']:.4f} (random forest's recipe: {ml_l1:.4f})")
+    for name in ("cBA_time", "Mn", "Mw"):
+        if rt[f"{name}_rel"] is not None:
+            print(f"  {name} relative error {100 * rt[f'{name}_rel']:+.2f} %")
+    print(f"in the training domain: {'yes' if result['in_domain'] else 'NO'}")
+    for message in result["warnings"]:
+        print(f"warning: {message}")
+    return 0
+
+
+def _plot_inversion(w, result: dict, out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .inversion import forward
+    from .mmd import LOGM
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(LOGM, w, "k", lw=2, label="your MMD")
+    ax.plot(LOGM, forward(result["recipe"])["mmd"], "--", label="re-simulated: inversion")
+    ax.plot(LOGM, forward(result["ml"]["recipe"])["mmd"], ":", label="re-simulated: random forest")
+    ax.set(xlabel="log10 M (g/mol)", ylabel="w(log M)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="workbook (default: $POLYINVERSE_DATA or ours)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("invert", help="find the recipe of your own MMD (SEC/GPC export)")
+    p.add_argument("--mmd", required=True, help="two columns: log M (or M) and the signal")
+    p.add_argument("--signal", choices=["w", "dn"], default="w",
+                   help="the second column is w(log M) (default) or dn/dlog M")
+    p.add_argument("--cba-time", type=float, default=None, help="remaining BA, mol/L")
+    p.add_argument("--mn", type=float, default=None, help="Mn, g/mol")
+    p.add_argument("--mw", type=float, default=None, help="Mw, g/mol")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--plot", default=None, help="PNG file: your MMD and the re-simulated ones")
+    p.set_defaults(func=_invert)
     return parser
 
 
@@ -143,6 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RecipeError, DatasetError) as err:
+    except (RecipeError, DatasetError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

