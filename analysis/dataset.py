@@ -130,7 +130,8 @@ def load_dataset(path: Path | str | None = None, sheet: str = "compuesta",
     if sheet not in SHEETS:
         raise DatasetError(f"unknown sheet {sheet!r}; the study's sheets are {list(SHEETS)}")
     try:
-        sheets = pd.ExcelFile(path).sheet_names
+        with pd.ExcelFile(path) as book:
+            sheets = book.sheet_names
     except Exception as err:  # noqa: BLE001 - openpyxl/zipfile raise many kinds
         raise DatasetError(f"{path} is not a readable .xlsx workbook: {err}") from err
     if sheet not in sheets:

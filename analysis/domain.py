@@ -17,8 +17,10 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from .mmd import MMD_COLUMNS, averages
+from .mmd import LOGM, MMD_COLUMNS, averages
 from .simulation import T_END
+
+MMD_SLACK = 0.02
 
 
 @dataclass
@@ -32,7 +34,14 @@ class Verdict:
     inconsistent: list[str] = field(default_factory=list)  # Mn/Mw that disagree with the MMD
 
     def reasons(self) -> list[str]:
-        out = [f"{c} outside the training range" for c in self.outside_range]
+        cells = [c for c in self.outside_range if c in MMD_COLUMNS]
+        out = [f"{c} outside the training range" for c in self.outside_range if c not in cells]
+        if len(cells) > 3:
+            logm = LOGM[[MMD_COLUMNS.index(c) for c in cells]]
+            out.append(f"the MMD is outside the training range in {len(cells)} cells "
+                       f"(log M {logm.min():.2f} to {logm.max():.2f})")
+        else:
+            out += [f"{c} outside the training range" for c in cells]
         if self.neighbour_distance > self.distance_limit:
             out.append(f"nearest training row at distance {self.neighbour_distance:.2f} "
                        f"(training rows are within {self.distance_limit:.2f} of a neighbour)")
@@ -68,8 +77,12 @@ class Domain:
             raise KeyError(f"input lacks the feature column(s) {missing[:5]}")
         x = rows[self.features].to_numpy(float)
         span = self.high - self.low
-        below = x < self.low - tolerance * np.maximum(span, 1.0)
-        above = x > self.high + tolerance * np.maximum(span, 1.0)
+        slack = tolerance * np.maximum(span, 1.0)
+        # an MMD cell is out of range only if it differs by more than MMD_SLACK (w units; the peak of
+        # an MMD is about 1): the nearly empty cells at the ends of the grid differ by noise otherwise
+        slack = np.where(np.isin(self.features, MMD_COLUMNS), np.maximum(slack, MMD_SLACK), slack)
+        below = x < self.low - slack
+        above = x > self.high + slack
         dist = self.nn.kneighbors(self.scaler.transform(x), n_neighbors=1)[0][:, 0]
         ratios = {c: self._ratio(rows, c) for c in self.averages}
         out = []

@@ -155,6 +155,13 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     centre = {"cBA_0": 1.75, "cAIBN_0": 0.007, "temp": 70.0, "time": 1800.0}
     result = invert(Observation(w, cBA_time, Mn, Mw), starts=[start, centre])
     warnings_ = verdict.reasons()
+    from .inversion import BOUNDS
+
+    for name, value in result.recipe.items():
+        lo, hi = BOUNDS[name]
+        if min(value - lo, hi - value) < 1e-3 * (hi - lo):
+            warnings_.append(f"the best recipe has {name} at the edge of the domain ({value:.4g}): the "
+                             "polymer may come from outside the trained ranges")
     return {
         "recipe": result.recipe,
         "interval": {k: list(v) for k, v in result.interval.items()},
@@ -173,7 +180,7 @@ EXAMPLES = {  # file: (recipe, time s, how it is written)
                                                          "sep": ",", "header": True}),
     "sec_export_dn.txt": ((2.4, 0.012, 64.0), 2400.0, {"signal": "dn", "as_molar_mass": True,
                                                        "sep": ";", "header": False}),
-    "outside_domain.csv": ((2.0, 0.03, 85.0), 1200.0, {"signal": "w", "as_molar_mass": False,
+    "outside_domain.csv": ((0.25, 0.04, 85.0), 1200.0, {"signal": "w", "as_molar_mass": False,
                                                        "sep": ",", "header": True}),
 }
 
