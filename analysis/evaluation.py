@@ -14,15 +14,10 @@ from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from .dataset import TARGETS
-from .models import FEATURE_SETS, Split, fit_rf, metrics, stored_hyperparameters, study_split
+from .models import FEATURE_SETS, Split, fit_rf, metrics, recipe_groups, stored_hyperparameters, study_split
 
 MODELS = ("rf", "nn")
 SPLITS = ("rows", "recipes")
-
-
-def recipe_groups(frame: pd.DataFrame) -> np.ndarray:
-    """One integer per recipe (cBA_0, cAIBN_0, temp)."""
-    return frame.groupby(["cBA_0", "cAIBN_0", "temp"], sort=True).ngroup().to_numpy()
 
 
 def grouped_folds(frame: pd.DataFrame, features: str, n_splits: int = 5) -> list[Split]:

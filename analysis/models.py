@@ -73,15 +73,19 @@ def study_split(frame: pd.DataFrame, features: str = "composite", random_state: 
     return Split(cols, X_tr, X_te, Y_tr, Y_te, x_scaler, y_scaler, i_te)
 
 
+def recipe_groups(frame: pd.DataFrame) -> np.ndarray:
+    """One integer per recipe (cBA_0, cAIBN_0, temp), for grouped splits."""
+    return frame.groupby(["cBA_0", "cAIBN_0", "temp"], sort=True).ngroup().to_numpy()
+
+
 def recipe_split(frame: pd.DataFrame, features: str = "composite", random_state: int = 42) -> Split:
     """The honest counterpart: 80/20 over *recipes* (all rows of a recipe on one side), scalers fitted
     on the training rows only."""
     from sklearn.model_selection import GroupShuffleSplit
 
     cols = FEATURE_SETS[features]
-    groups = frame.groupby(["cBA_0", "cAIBN_0", "temp"]).ngroup().to_numpy()
     train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=random_state)
-                       .split(frame, groups=groups))
+                       .split(frame, groups=recipe_groups(frame)))
     x_scaler = StandardScaler().fit(frame[cols].to_numpy()[train])
     y_scaler = StandardScaler().fit(frame[TARGETS].to_numpy()[train])
     X = x_scaler.transform(frame[cols].to_numpy())
