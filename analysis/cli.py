@@ -106,7 +106,14 @@ def _invert(args: argparse.Namespace) -> int:
         result = find_recipe(w, args.cba_time, args.mn, args.mw)
     result["warnings"] = [str(c.message) for c in caught] + result["warnings"]
     if args.plot:
-        _plot_inversion(w, result, args.plot)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .inversion import forward
+        from .plots import inversion_fit
+
+        fig = inversion_fit(w, forward(result["recipe"])["mmd"], forward(result["ml"]["recipe"])["mmd"])
+        fig.savefig(args.plot, dpi=120)
     if args.json:
         json.dump(result, sys.stdout)
         print()
@@ -128,25 +135,6 @@ def _invert(args: argparse.Namespace) -> int:
     for message in result["warnings"]:
         print(f"warning: {message}")
     return 0
-
-
-def _plot_inversion(w, result: dict, out: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .inversion import forward
-    from .mmd import LOGM
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(LOGM, w, "k", lw=2, label="your MMD")
-    ax.plot(LOGM, forward(result["recipe"])["mmd"], "--", label="re-simulated: inversion")
-    ax.plot(LOGM, forward(result["ml"]["recipe"])["mmd"], ":", label="re-simulated: random forest")
-    ax.set(xlabel="log10 M (g/mol)", ylabel="w(log M)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,10 +11,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
-from sklearn.preprocessing import StandardScaler
 
 from .dataset import TARGETS
-from .models import FEATURE_SETS, Split, fit_rf, metrics, recipe_groups, stored_hyperparameters, study_split
+from .models import (
+    FEATURE_SETS,
+    Split,
+    fit_predict,
+    metrics,
+    recipe_groups,
+    scaled_split,
+    stored_hyperparameters,
+    study_split,
+)
 
 MODELS = ("rf", "nn")
 SPLITS = ("rows", "recipes")
@@ -22,26 +30,8 @@ SPLITS = ("rows", "recipes")
 
 def grouped_folds(frame: pd.DataFrame, features: str, n_splits: int = 5) -> list[Split]:
     """GroupKFold splits with scalers fitted on each training fold only."""
-    cols = FEATURE_SETS[features]
-    X_raw, Y_raw = frame[cols].to_numpy(float), frame[TARGETS].to_numpy(float)
-    out = []
-    for train, test in GroupKFold(n_splits=n_splits).split(X_raw, groups=recipe_groups(frame)):
-        xs, ys = StandardScaler().fit(X_raw[train]), StandardScaler().fit(Y_raw[train])
-        out.append(Split(cols, xs.transform(X_raw[train]), xs.transform(X_raw[test]),
-                         ys.transform(Y_raw[train]), ys.transform(Y_raw[test]), xs, ys, test))
-    return out
-
-
-def _fit_predict(model: str, split: Split, tuned: dict, features: str, seed: int) -> np.ndarray:
-    if model == "rf":
-        forest = fit_rf(split, tuned[f"rf_{features}"]["params"], random_state=seed)
-        return split.original(forest.predict(split.X_test))
-    if model == "nn":
-        from .nn import fit_network, predict
-
-        net, _ = fit_network(split.X_train, split.Y_train, seed=seed)
-        return split.original(predict(net, split.X_test))
-    raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
+    folds = GroupKFold(n_splits=n_splits).split(frame, groups=recipe_groups(frame))
+    return [scaled_split(frame, features, train, test) for train, test in folds]
 
 
 def evaluate(frame: pd.DataFrame, model: str = "rf", features: str = "composite", split: str = "rows",
@@ -55,14 +45,14 @@ def evaluate(frame: pd.DataFrame, model: str = "rf", features: str = "composite"
     tuned = stored_hyperparameters()
     if split == "rows":
         s = study_split(frame, features, random_state=seed)
-        m = metrics(s.original(s.Y_test), _fit_predict(model, s, tuned, features, seed))
+        m = metrics(s.original(s.Y_test), fit_predict(model, s, tuned, features, seed))
         folds = [m["global_r2"]]
     else:
         y_true = frame[TARGETS].to_numpy(float)
         y_pred = np.empty_like(y_true)
         folds = []
         for s in grouped_folds(frame, features, n_splits):
-            y_pred[s.test_index] = _fit_predict(model, s, tuned, features, seed)
+            y_pred[s.test_index] = fit_predict(model, s, tuned, features, seed)
             folds.append(metrics(y_true[s.test_index], y_pred[s.test_index])["global_r2"])
         m = metrics(y_true, y_pred)
     return {"model": model, "features": features, "split": split,

@@ -60,17 +60,22 @@ class Split:
         return self.y_scaler.inverse_transform(y_scaled)
 
 
+def scaled_split(frame: pd.DataFrame, features: str, train: np.ndarray, test: np.ndarray,
+                 scale_on_all_rows: bool = False) -> Split:
+    """Train/test arrays of one feature set, standardised with scalers fitted on the training rows
+    (or, as the study did, on all rows)."""
+    cols = FEATURE_SETS[features]
+    X, Y = frame[cols].to_numpy(float), frame[TARGETS].to_numpy(float)
+    fit_rows = slice(None) if scale_on_all_rows else train
+    x_scaler, y_scaler = StandardScaler().fit(X[fit_rows]), StandardScaler().fit(Y[fit_rows])
+    X, Y = x_scaler.transform(X), y_scaler.transform(Y)
+    return Split(cols, X[train], X[test], Y[train], Y[test], x_scaler, y_scaler, test)
+
+
 def study_split(frame: pd.DataFrame, features: str = "composite", random_state: int = 42) -> Split:
     """The study's split: scalers fitted on all rows, then 80/20 over rows."""
-    cols = FEATURE_SETS[features]
-    x_scaler = StandardScaler().fit(frame[cols].to_numpy())
-    y_scaler = StandardScaler().fit(frame[TARGETS].to_numpy())
-    X = x_scaler.transform(frame[cols].to_numpy())
-    Y = y_scaler.transform(frame[TARGETS].to_numpy())
-    idx = np.arange(len(frame))
-    X_tr, X_te, Y_tr, Y_te, _, i_te = train_test_split(X, Y, idx, test_size=0.2,
-                                                       random_state=random_state)
-    return Split(cols, X_tr, X_te, Y_tr, Y_te, x_scaler, y_scaler, i_te)
+    train, test = train_test_split(np.arange(len(frame)), test_size=0.2, random_state=random_state)
+    return scaled_split(frame, features, train, test, scale_on_all_rows=True)
 
 
 def recipe_groups(frame: pd.DataFrame) -> np.ndarray:
@@ -83,14 +88,9 @@ def recipe_split(frame: pd.DataFrame, features: str = "composite", random_state:
     on the training rows only."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    cols = FEATURE_SETS[features]
     train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=random_state)
                        .split(frame, groups=recipe_groups(frame)))
-    x_scaler = StandardScaler().fit(frame[cols].to_numpy()[train])
-    y_scaler = StandardScaler().fit(frame[TARGETS].to_numpy()[train])
-    X = x_scaler.transform(frame[cols].to_numpy())
-    Y = y_scaler.transform(frame[TARGETS].to_numpy())
-    return Split(cols, X[train], X[test], Y[train], Y[test], x_scaler, y_scaler, test)
+    return scaled_split(frame, features, train, test)
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
@@ -142,6 +142,20 @@ def tune_rf(split: Split, random_state: int = 42, verbose: int = 0) -> Randomize
 def fit_rf(split: Split, params: dict, random_state: int = 42) -> RandomForestRegressor:
     model = RandomForestRegressor(random_state=random_state, n_jobs=n_jobs(), **params)
     return model.fit(split.X_train, split.Y_train)
+
+
+def fit_predict(model: str, split: Split, tuned: dict, features: str, seed: int) -> np.ndarray:
+    """Fit the study's 'rf' (stored hyperparameters) or 'nn' on the training rows; test predictions
+    in original units."""
+    if model == "rf":
+        forest = fit_rf(split, tuned[f"rf_{features}"]["params"], random_state=seed)
+        return split.original(forest.predict(split.X_test))
+    if model == "nn":
+        from .nn import fit_network, predict
+
+        net, _ = fit_network(split.X_train, split.Y_train, seed=seed)
+        return split.original(predict(net, split.X_test))
+    raise ValueError(f"unknown model {model!r}; choose 'rf' or 'nn'")
 
 
 def importances(model: RandomForestRegressor, features: list[str], top: int = 10) -> pd.Series:
@@ -200,15 +214,8 @@ def replicate(frame: pd.DataFrame, tuned: dict, seeds: tuple[int, ...] = (42, 1,
             fits.append(("NN, composite", "composite"))
         for name, features in fits:
             split = study_split(frame, features, random_state=seed)
-            if name.startswith("RF"):
-                model = fit_rf(split, tuned[f"rf_{features}"]["params"], random_state=seed)
-                pred = model.predict(split.X_test)
-            else:
-                from .nn import fit_network, predict
-
-                net, _ = fit_network(split.X_train, split.Y_train, seed=seed)
-                pred = predict(net, split.X_test)
-            m = metrics(split.original(split.Y_test), split.original(pred))
+            pred = fit_predict("rf" if name.startswith("RF") else "nn", split, tuned, features, seed)
+            m = metrics(split.original(split.Y_test), pred)
             row = {"seed": seed, "model": name, "global_r2": m["global_r2"], "global_mse": m["global_mse"]}
             row.update({f"r2 {t}": v for t, v in zip(TARGETS, m["r2"])})
             row.update({f"rel_mae {t}": v for t, v in zip(TARGETS, m["rel_mae"])})

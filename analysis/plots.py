@@ -100,3 +100,15 @@ def example_mmd(w: np.ndarray, real: dict, predicted: dict):
     ax.set(xlabel="log10 M (g/mol)", ylabel="w(log M)")
     fig.tight_layout()
     return fig
+
+
+def inversion_fit(w: np.ndarray, w_inversion: np.ndarray, w_forest: np.ndarray):
+    """An observed MMD and the re-simulated MMDs of the recipes found for it."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(LOGM, w, "k", lw=2, label="your MMD")
+    ax.plot(LOGM, w_inversion, "--", label="re-simulated: inversion")
+    ax.plot(LOGM, w_forest, ":", label="re-simulated: random forest")
+    ax.set(xlabel="log10 M (g/mol)", ylabel="w(log M)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
