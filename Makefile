@@ -52,6 +52,7 @@ data: venv
 ## tune: rerun the study's hyperparameter search and store the chosen values in data/hyperparameters.json
 tune: venv
 	$(BIN)/python -m analysis tune
+	$(BIN)/python -m analysis tune --nested
 
 ## bench: speed figures of the engines (prints ratios to the targets)
 bench: venv

@@ -8,6 +8,7 @@ import sys
 import time
 
 from .dataset import DatasetError
+from .evaluation import BEST, MODELS
 from .finder import InputError
 from .kinetics import Recipe, RecipeError
 
@@ -66,6 +67,16 @@ def _tune(args: argparse.Namespace) -> int:
     from .models import HYPERPARAMETERS, run_tuning
 
     start = time.perf_counter()
+    if args.nested:
+        from .tuning import NESTED, run_nested
+
+        stored = run_nested(args.data, out=args.out or NESTED)
+        for key in ("hgb_composite", "rf_composite"):
+            for k, fold in enumerate(stored[key]):
+                print(f"{key} fold {k + 1}: {fold['params']} (inner R² {fold['inner_r2']})")
+        print(f"nested search done in {time.perf_counter() - start:.0f} s; stored in "
+              f"{args.out or NESTED}", file=sys.stderr)
+        return 0
     stored = run_tuning(args.data, out=args.out or HYPERPARAMETERS, verbose=3)
     for key in ("rf_mmd", "rf_composite"):
         print(f"{key}: {stored[key]['params']} (cross-validated R² {stored[key]['cv_r2']:.4f})")
@@ -78,15 +89,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .dataset import load_dataset
     from .evaluation import evaluate
 
-    if args.model == "best":
-        print("error: the 'best' model is not built yet (issue 5); use rf or nn", file=sys.stderr)
-        return 2
     result = evaluate(load_dataset(args.data), args.model, args.features, args.split)
     if args.json:
         json.dump(result, sys.stdout)
         print()
         return 0
-    print(f"{args.model}, {args.features} features, {args.split} split")
+    name = f"best ({result['best']})" if args.model == "best" else args.model
+    print(f"{name}, {args.features} features, {args.split} split")
     for t in result["r2"]:
         print(f"  {t:8s} R² {result['r2'][t]:.4f}   relative MAE {result['rel_mae'][t]:.2f} %")
     spread = result["fold_global_r2"]
@@ -110,9 +119,11 @@ def _invert(args: argparse.Namespace) -> int:
 
         matplotlib.use("Agg")
         from .inversion import forward
-        from .plots import inversion_fit
+        from .plots import mmd_overlay
 
-        fig = inversion_fit(w, forward(result["recipe"])["mmd"], forward(result["ml"]["recipe"])["mmd"])
+        fig = mmd_overlay({"re-simulated: inversion": forward(result["recipe"])["mmd"],
+                           "re-simulated: machine learning": forward(result["ml"]["recipe"])["mmd"]},
+                          reference=("your MMD", w))
         fig.savefig(args.plot, dpi=120)
     if args.json:
         json.dump(result, sys.stdout)
@@ -124,10 +135,10 @@ def _invert(args: argparse.Namespace) -> int:
     for k, v in result["recipe"].items():
         lo, hi = result["interval"][k]
         ml = result["ml"]["recipe"][k]
-        print(f"  {k:8s} {v:10.4g} {units[k]:6s} [{lo:.4g}, {hi:.4g}]   (random forest: {ml:.4g})")
+        print(f"  {k:8s} {v:10.4g} {units[k]:6s} [{lo:.4g}, {hi:.4g}]   (machine learning: {ml:.4g})")
     rt = result["roundtrip"]
     ml_l1 = result["ml"]["roundtrip"]["mmd_l1"]
-    print(f"round trip: MMD L1 {rt['mmd_l1']:.4f} (random forest's recipe: {ml_l1:.4f})")
+    print(f"round trip: MMD L1 {rt['mmd_l1']:.4f} (machine-learning recipe: {ml_l1:.4f})")
     for name in ("cBA_time", "Mn", "Mw"):
         if rt[f"{name}_rel"] is not None:
             print(f"  {name} relative error {100 * rt[f'{name}_rel']:+.2f} %")
@@ -169,11 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="rerun the study's random-forest search, store the chosen values")
     p.add_argument("--data", default=None, help="workbook (default: $POLYINVERSE_DATA or ours)")
-    p.add_argument("--out", default=None, help="JSON file (default: data/hyperparameters.json)")
+    p.add_argument("--out", default=None, help="JSON file (default: data/hyperparameters.json, "
+                   "or data/nested_tuning.json with --nested)")
+    p.add_argument("--nested", action="store_true",
+                   help="search inside each grouped outer fold (boosted trees and the study's forest)")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")
-    p.add_argument("--model", choices=["rf", "nn", "best"], default="rf")
+    p.add_argument("--model", choices=list(MODELS), default="rf",
+                   help="the study's rf or nn; hgb, knn, nn+ (chapter 9); best = " + BEST)
     p.add_argument("--features", choices=["mmd", "composite"], default="composite")
     p.add_argument("--split", choices=["rows", "recipes"], default="rows")
     p.add_argument("--data", default=None, help="workbook (default: $POLYINVERSE_DATA or ours)")

@@ -23,38 +23,171 @@ from .models import (
     stored_hyperparameters,
     study_split,
 )
+from .recipe_models import NEW_MODELS
 
-MODELS = ("rf", "nn")
+STUDY_MODELS = ("rf", "nn")
+MODELS = STUDY_MODELS + tuple(NEW_MODELS) + ("best",)
+BEST = "hgb"  # the model with the highest global R² on unseen recipes (chapter 9)
 SPLITS = ("rows", "recipes")
 
 
 def grouped_folds(frame: pd.DataFrame, features: str, n_splits: int = 5) -> list[Split]:
     """GroupKFold splits with scalers fitted on each training fold only."""
-    folds = GroupKFold(n_splits=n_splits).split(frame, groups=recipe_groups(frame))
+    folds = recipe_fold_indices(frame, n_splits)
     return [scaled_split(frame, features, train, test) for train, test in folds]
+
+
+def row_split_indices(frame: pd.DataFrame, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """The study's 80/20 split over rows."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(np.arange(len(frame)), test_size=0.2, random_state=seed)
+
+
+def recipe_fold_indices(frame: pd.DataFrame, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """GroupKFold over recipes: every recipe's rows in exactly one test fold."""
+    return list(GroupKFold(n_splits=n_splits).split(frame, groups=recipe_groups(frame)))
+
+
+def new_model(model: str, features: str, seed: int = 42, params: dict | None = None):
+    """An unfitted model of recipe_models by its command-line name."""
+    if model == "hgb":
+        return NEW_MODELS[model](features, params=params, seed=seed)
+    if model == "nn+":
+        return NEW_MODELS[model](features, seed=seed)
+    return NEW_MODELS[model](features)
+
+
+def out_of_fold(frame: pd.DataFrame, model: str, features: str, seed: int = 42, n_splits: int = 5,
+                fold_params: list[dict] | None = None, intervals: bool = False,
+                folds: list[int] | None = None) -> dict:
+    """Predictions on unseen recipes: each grouped fold's test rows predicted by a model fitted on the
+    other folds (only the folds in `folds`, if given; other rows stay NaN).  Study models ('rf', 'nn')
+    use the stored hyperparameters and in-fold scalers; 'hgb' can take per-fold parameters (nested
+    search) and return its intervals."""
+    pred = pd.DataFrame(np.nan, index=frame.index, columns=TARGETS)
+    low, high = pred.copy(), pred.copy()
+    scores = []
+    tuned = stored_hyperparameters() if model in STUDY_MODELS else None
+    for f, (train, test) in enumerate(recipe_fold_indices(frame, n_splits)):
+        if folds is not None and f not in folds:
+            continue
+        rows = frame.iloc[test]
+        if model in STUDY_MODELS:
+            if model == "rf" and fold_params:
+                tuned = {f"rf_{features}": {"params": fold_params[f]}}
+            split = scaled_split(frame, features, train, test)
+            pred.iloc[test] = fit_predict(model, split, tuned, features, seed)
+        else:
+            m = new_model(model, features, seed, fold_params[f] if fold_params else None)
+            if model == "hgb":
+                m.intervals = intervals
+            m.fit(frame.iloc[train])
+            pred.iloc[test] = m.predict(rows).to_numpy()
+            if intervals:
+                lo, hi = m.predict_interval(rows)
+                low.iloc[test], high.iloc[test] = lo.to_numpy(), hi.to_numpy()
+        scores.append(metrics(rows[TARGETS].to_numpy(float), pred.iloc[test].to_numpy())["global_r2"])
+    out = {"prediction": pred, "fold_global_r2": scores}
+    if intervals:
+        out["low"], out["high"] = low, high
+    return out
+
+
+def row_split_prediction(frame: pd.DataFrame, model: str, features: str, seed: int = 42) -> pd.DataFrame:
+    """Predictions on the study's test rows (row split, seed `seed`); other rows NaN.  Study models use
+    the study's protocol exactly (scalers on all rows)."""
+    pred = pd.DataFrame(np.nan, index=frame.index, columns=TARGETS)
+    if model in STUDY_MODELS:
+        s = study_split(frame, features, random_state=seed)
+        pred.iloc[s.test_index] = fit_predict(model, s, stored_hyperparameters(), features, seed)
+    else:
+        train, test = row_split_indices(frame, seed)
+        m = new_model(model, features, seed)
+        if model == "hgb":
+            m.intervals = False
+        pred.iloc[test] = m.fit(frame.iloc[train]).predict(frame.iloc[test]).to_numpy()
+    return pred
+
+
+def scores(frame: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """R² and relative MAE per target and the global R² of each named prediction (its non-NaN rows)."""
+    rows = {}
+    for name, pred in predictions.items():
+        tested = pred.notna().all(axis=1)
+        m = metrics(frame.loc[tested, TARGETS].to_numpy(float), pred[tested].to_numpy())
+        rows[name] = {**{f"R² {t}": v for t, v in zip(TARGETS, m["r2"])}, "global R²": m["global_r2"],
+                      **{f"relMAE % {t}": v for t, v in zip(TARGETS, m["rel_mae"])},
+                      "rows": int(tested.sum())}
+    return pd.DataFrame(rows).T
+
+
+def coverage(frame: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame) -> dict:
+    """Fraction of rows whose true target lies inside [low, high], per target."""
+    return {t: float(((frame[t] >= low[t]) & (frame[t] <= high[t])).mean()) for t in TARGETS}
 
 
 def evaluate(frame: pd.DataFrame, model: str = "rf", features: str = "composite", split: str = "rows",
              n_splits: int = 5, seed: int = 42) -> dict:
     """Metrics of one configuration: per-target r2 and rel_mae (dicts by target), global_r2, and for
-    grouped folds the per-fold global R²."""
+    grouped folds the per-fold global R².  'best' is the best model of chapter 9 (`BEST`)."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
     if features not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {features!r}; choose one of {list(FEATURE_SETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    tuned = stored_hyperparameters()
+    if model == "best":
+        return {**evaluate(frame, BEST, features, split, n_splits, seed), "model": "best", "best": BEST}
     if split == "rows":
-        s = study_split(frame, features, random_state=seed)
-        m = metrics(s.original(s.Y_test), fit_predict(model, s, tuned, features, seed))
+        pred = row_split_prediction(frame, model, features, seed)
+        tested = pred.notna().all(axis=1).to_numpy()
+        m = metrics(frame.loc[tested, TARGETS].to_numpy(float), pred[tested].to_numpy())
         folds = [m["global_r2"]]
     else:
-        y_true = frame[TARGETS].to_numpy(float)
-        y_pred = np.empty_like(y_true)
-        folds = []
-        for s in grouped_folds(frame, features, n_splits):
-            y_pred[s.test_index] = fit_predict(model, s, tuned, features, seed)
-            folds.append(metrics(y_true[s.test_index], y_pred[s.test_index])["global_r2"])
-        m = metrics(y_true, y_pred)
+        oof = out_of_fold(frame, model, features, seed, n_splits,
+                          fold_params=nested_params(model, features) if n_splits == 5 else None)
+        m = metrics(frame[TARGETS].to_numpy(float), oof["prediction"].to_numpy())
+        folds = oof["fold_global_r2"]
+    return _result(model, features, split, m, folds)
+
+
+def nested_params(model: str, features: str) -> list[dict] | None:
+    """Per-fold hyperparameters of the nested search (data/nested_tuning.json, 5 outer folds), if it
+    covers this configuration; None otherwise (stored or default hyperparameters are used)."""
+    from .tuning import NESTED, stored_nested
+
+    if not NESTED.exists():
+        return None
+    stored = stored_nested()
+    key = f"{model}_{features}"
+    return [fold["params"] for fold in stored[key]] if key in stored else None
+
+
+def _result(model: str, features: str, split: str, m: dict, folds: list[float]) -> dict:
     return {"model": model, "features": features, "split": split,
             "r2": dict(zip(TARGETS, m["r2"])), "rel_mae": dict(zip(TARGETS, m["rel_mae"])),
             "global_r2": m["global_r2"], "global_mse": m["global_mse"], "fold_global_r2": folds}
+
+
+def learning_curve(frame: pd.DataFrame, model: str = "hgb", features: str = "composite",
+                   fractions: tuple[float, ...] = (0.25, 0.5, 1.0), n_splits: int = 5,
+                   seed: int = 42) -> pd.DataFrame:
+    """R² on unseen recipes against the number of training recipes: in every grouped fold, the model
+    is fitted on a random subset (by recipe) of the training recipes.  One row per fold and fraction."""
+    rng = np.random.default_rng(seed)
+    groups = recipe_groups(frame)
+    rows = []
+    for f, (train, test) in enumerate(recipe_fold_indices(frame, n_splits)):
+        recipes = np.unique(groups[train])
+        order = rng.permutation(recipes)
+        for fraction in fractions:
+            keep = np.isin(groups[train], order[: max(2, round(fraction * len(recipes)))])
+            m = new_model(model, features, seed)
+            if model == "hgb":
+                m.intervals = False
+            pred = m.fit(frame.iloc[train[keep]]).predict(frame.iloc[test]).to_numpy()
+            r2 = metrics(frame.iloc[test][TARGETS].to_numpy(float), pred)["r2"]
+            rows.append({"fold": f, "training recipes": int(round(fraction * len(recipes))),
+                         **dict(zip(TARGETS, r2)), "global": float(np.mean(r2))})
+    return pd.DataFrame(rows)

@@ -103,21 +103,21 @@ def write_sec_file(path: Path | str, logm: np.ndarray, signal: np.ndarray, as_mo
     Path(path).write_text(buf.getvalue())
 
 
-def ml_prediction(frame: pd.DataFrame, row: pd.DataFrame, features: list[str], n_trees: int = 100,
-                  seed: int = 42) -> tuple[dict, dict]:
-    """A random forest on all rows of the dataset: median of the trees and their 5-95 % range."""
-    from sklearn.ensemble import RandomForestRegressor
+def ml_model(frame: pd.DataFrame, features: str = "composite", seed: int = 42):
+    """The book's best model (boosted trees on physics features, conformal 90 % intervals; chapter 9),
+    fitted on every row of the dataset."""
+    from .recipe_models import BoostedModel
 
+    return BoostedModel(features, seed=seed).fit(frame)
+
+
+def ml_prediction(model, row: pd.DataFrame) -> tuple[dict, dict]:
+    """Recipe and 90 % interval of each target for one observed row."""
     from .dataset import TARGETS
-    from .models import n_jobs
 
-    forest = RandomForestRegressor(n_estimators=n_trees, max_depth=20, random_state=seed, n_jobs=n_jobs())
-    forest.fit(frame[features].to_numpy(float), frame[TARGETS].to_numpy(float))
-    x = row[features].to_numpy(float)
-    trees = np.array([t.predict(x)[0] for t in forest.estimators_])
-    median = dict(zip(TARGETS, np.median(trees, axis=0).tolist()))
-    low, high = np.quantile(trees, 0.05, axis=0), np.quantile(trees, 0.95, axis=0)
-    return median, {t: (float(a), float(b)) for t, a, b in zip(TARGETS, low, high)}
+    pred, (low, high) = model.predict(row), model.predict_interval(row)
+    return ({t: float(pred[t].iloc[0]) for t in TARGETS},
+            {t: (float(low[t].iloc[0]), float(high[t].iloc[0])) for t in TARGETS})
 
 
 def roundtrip(recipe: dict, w: np.ndarray, cBA_time: float | None = None, Mn: float | None = None,
@@ -133,9 +133,52 @@ def roundtrip(recipe: dict, w: np.ndarray, cBA_time: float | None = None, Mn: fl
     return out
 
 
+def clip_to_domain(recipe: dict) -> dict:
+    """A predicted recipe moved inside the design's domain (time >= 300 s), so that it can be run."""
+    from .inversion import BOUNDS
+
+    return {k: float(np.clip(v, *BOUNDS[k])) for k, v in recipe.items()}
+
+
+def roundtrip_table(rows: pd.DataFrame, predictions: pd.DataFrame, extras: bool = True) -> pd.DataFrame:
+    """Round trip of predicted recipes for observed rows (same index): the MMD L1 distance and the
+    relative errors of cBA_time, Mn, Mw of the re-simulated polymer (recipes clipped to the domain)."""
+    from .dataset import TARGETS
+
+    out = []
+    for idx, row in rows.iterrows():
+        recipe = clip_to_domain(dict(zip(TARGETS, predictions.loc[idx, TARGETS].to_numpy(float))))
+        given = (row.cBA_time, row.Mn, row.Mw) if extras else (None, None, None)
+        out.append({"index": idx, **roundtrip(recipe, row[MMD_COLUMNS].to_numpy(float), *given)})
+    return pd.DataFrame(out).set_index("index")
+
+
+def invert_rows(rows: pd.DataFrame, starts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Physics inversion of observed rows (composite observables) from the given starting recipes
+    (and the domain's centre): best recipe, 90 % intervals, MMD L1 and seconds per row."""
+    import time
+
+    from .dataset import TARGETS
+    from .inversion import Observation, invert
+
+    centre = {"cBA_0": 1.75, "cAIBN_0": 0.007, "temp": 70.0, "time": 1800.0}
+    out = []
+    for idx, row in rows.iterrows():
+        tic = time.perf_counter()
+        first = [] if starts is None else [clip_to_domain(dict(zip(TARGETS, starts.loc[idx, TARGETS])))]
+        obs = Observation(row[MMD_COLUMNS].to_numpy(float), row.cBA_time, row.Mn, row.Mw)
+        result = invert(obs, starts=first + [centre])
+        out.append({"index": idx, **result.recipe, **{f"{t} low": result.interval[t][0] for t in TARGETS},
+                    **{f"{t} high": result.interval[t][1] for t in TARGETS}, "mmd_l1": result.mmd_l1,
+                    "seconds": time.perf_counter() - tic})
+    return pd.DataFrame(out).set_index("index")
+
+
 def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None = None,
-                Mw: float | None = None, frame: pd.DataFrame | None = None) -> dict:
-    """The whole finder: domain verdict, ML prediction with intervals, physics inversion, round trip."""
+                Mw: float | None = None, frame: pd.DataFrame | None = None,
+                models: dict | None = None) -> dict:
+    """The whole finder: domain verdict, ML prediction with intervals, physics inversion, round trip.
+    `models` caches fitted ML models by feature set ('composite', 'mmd') between calls."""
     from .dataset import EXTRA_FEATURES, load_dataset
     from .domain import Domain
     from .inversion import Observation, invert
@@ -150,7 +193,11 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     features = given + MMD_COLUMNS
     row = as_frame(w, cBA_time, Mn, Mw)
     verdict = Domain(frame, features).check(row)[0]
-    ml_recipe, ml_interval = ml_prediction(frame, row, features)
+    feature_set = "composite" if len(given) == 3 else "mmd"  # the ML model needs all three extras
+    models = {} if models is None else models
+    if feature_set not in models:
+        models[feature_set] = ml_model(frame, feature_set)
+    ml_recipe, ml_interval = ml_prediction(models[feature_set], row)
     start = {k: ml_recipe[k] for k in ml_recipe}
     centre = {"cBA_0": 1.75, "cAIBN_0": 0.007, "temp": 70.0, "time": 1800.0}
     result = invert(Observation(w, cBA_time, Mn, Mw), starts=[start, centre])

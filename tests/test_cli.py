@@ -62,3 +62,27 @@ def test_sweep_writes_the_whole_design(tmp_path):
     # hotter is faster at fixed recipe
     pivot = frame.pivot_table(index=["cBA_0", "cAIBN_0"], columns="temp", values="conversion_3600")
     assert (pivot.diff(axis=1).iloc[:, 1:] >= -1e-12).all().all()
+
+
+def test_evaluate_json_fields_and_model_names(tmp_path):
+    from analysis.dataset import SHEETS, TARGETS, load_dataset
+
+    frame = load_dataset()
+    recipes = frame.groupby(["cBA_0", "cAIBN_0", "temp"]).ngroup()
+    small = frame[recipes % 8 == 0]  # 54 of the 432 recipes, all rows of each
+    path = tmp_path / "small.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        for sheet, columns in SHEETS.items():
+            small[columns].to_excel(writer, sheet_name=sheet, index=False)
+    for model, split in (("knn", "recipes"), ("best", "rows")):
+        r = run_cli("evaluate", "--model", model, "--features", "mmd", "--split", split, "--data", str(path),
+                    "--json")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert {"model", "features", "split", "r2", "rel_mae", "global_r2"} <= set(out)
+        assert list(out["r2"]) == TARGETS and list(out["rel_mae"]) == TARGETS
+        assert out["global_r2"] == pytest.approx(sum(out["r2"].values()) / 4)
+        assert len(out["fold_global_r2"]) == (5 if split == "recipes" else 1)
+    assert out["model"] == "best" and out["best"] == "hgb"
+    r = run_cli("evaluate", "--model", "forest")
+    assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
