@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import least_squares
 from scipy.stats import chi2
 
@@ -126,3 +127,32 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
     return Inversion(recipe=recipe, interval=interval, misfit=float(2 * best.cost / n_obs),
                      mmd_l1=float(l1_distance(sim["mmd"], obs.mmd)), simulated=sim,
                      evaluations=evaluations)
+
+
+def profile(obs: Observation, target: str, values: np.ndarray, start: dict,
+            noise: dict = NOISE) -> pd.DataFrame:
+    """Profile of the misfit: for each fixed value of `target`, the best recipe over the other three
+    (warm-started along the profile).  Columns: the four targets, chi2 (sum of squared residuals)."""
+    j = TARGETS.index(target)
+    free = [k for k in range(len(TARGETS)) if k != j]
+    u = _to_unit(start)
+    rows = []
+    for value in values:
+        fixed = _to_unit({**_to_recipe(u), target: value})[j]
+
+        def res(v, fixed=fixed):
+            full = np.empty(len(TARGETS))
+            full[free], full[j] = v, fixed
+            return residuals(_to_recipe(full), obs, noise)
+
+        fit = least_squares(res, u[free], bounds=(0.0, 1.0), diff_step=1e-3, max_nfev=60)
+        u = np.empty(len(TARGETS))
+        u[free], u[j] = fit.x, fixed
+        rows.append({**_to_recipe(u), "chi2": float(2 * fit.cost)})
+    return pd.DataFrame(rows)
+
+
+def profile_interval(table: pd.DataFrame, target: str, level: float = 0.90) -> tuple[float, float]:
+    """Range of `target` over the profile points within chi2.ppf(level, 1) of the profile's minimum."""
+    inside = table[table.chi2 <= table.chi2.min() + chi2.ppf(level, 1)]
+    return float(inside[target].min()), float(inside[target].max())

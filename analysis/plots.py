@@ -8,6 +8,7 @@ import pandas as pd
 
 from .dataset import TARGETS
 from .mmd import LOGM, MMD_COLUMNS
+from .models import TARGET_RANGES
 
 UNITS = {"cBA_0": "mol/L", "cAIBN_0": "mol/L", "temp": "°C", "time": "s"}
 
@@ -102,13 +103,61 @@ def example_mmd(w: np.ndarray, real: dict, predicted: dict):
     return fig
 
 
-def inversion_fit(w: np.ndarray, w_inversion: np.ndarray, w_forest: np.ndarray):
-    """An observed MMD and the re-simulated MMDs of the recipes found for it."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(LOGM, w, "k", lw=2, label="your MMD")
-    ax.plot(LOGM, w_inversion, "--", label="re-simulated: inversion")
-    ax.plot(LOGM, w_forest, ":", label="re-simulated: random forest")
+def bound_curves(tables: dict[str, pd.DataFrame], achieved: dict[str, dict] | None = None):
+    """Best reachable R² per target against the noise level (x kMC), one line per observable set;
+    `achieved` marks models' R² on unseen recipes at the kMC noise (x = 1)."""
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.3), sharey=True)
+    for ax, name in zip(axes, TARGETS):
+        for (label, table), style in zip(tables.items(), ("-o", "--s")):
+            ax.semilogx(table.index, table[name], style, ms=3, label=label)
+        for label, r2 in (achieved or {}).items():
+            ax.plot([1.0], [r2[name]], "*", ms=9, label=label)
+        ax.axhline(0.95, color="grey", lw=0.6, ls=":")
+        ax.set(title=name, xlabel="noise / kMC noise", ylim=(-0.05, 1.02))
+    axes[0].set_ylabel("best reachable R²")
+    axes[-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def uncertainty_map(frame: pd.DataFrame, sd: np.ndarray, target: str):
+    """Median posterior standard deviation of one target (as % of its range) over the design's
+    temperature x initiator levels (median over cBA_0 and time)."""
+    lo, hi = TARGET_RANGES[target]
+    table = (pd.DataFrame({"temp": frame.temp, "cAIBN_0": frame.cAIBN_0, "sd": 100 * sd / (hi - lo)})
+             .groupby(["cAIBN_0", "temp"]).sd.median().unstack())
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    im = ax.imshow(table.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(table.columns)), [f"{t:g}" for t in table.columns])
+    ax.set_yticks(range(len(table.index)), [f"{c:g}" for c in table.index])
+    ax.set(xlabel="temp (°C)", ylabel="cAIBN_0 (mol/L)",
+           title=f"best possible sd of {target}, % of its range")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def mmd_overlay(runs: dict[str, np.ndarray], reference: tuple[str, np.ndarray] | None = None):
+    """Several MMDs on one axis (labels in the legend), with an optional reference drawn thick."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    if reference is not None:
+        ax.plot(LOGM, reference[1], "k", lw=2.5, alpha=0.6, label=reference[0])
+    for (label, w), style in zip(runs.items(), ["-", "--", ":", "-."] * 3):
+        ax.plot(LOGM, w, style, lw=1.4, label=label)
     ax.set(xlabel="log10 M (g/mol)", ylabel="w(log M)")
-    ax.legend()
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(table: pd.DataFrame):
+    """R² on unseen recipes against the number of training recipes (mean and range over folds)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name in TARGETS + ["global"]:
+        g = table.groupby("training recipes")[name]
+        ax.plot(g.mean().index, g.mean(), "-o", ms=3, label=name, lw=2 if name == "global" else 1)
+        ax.fill_between(g.mean().index, g.min(), g.max(), alpha=0.15)
+    ax.set(xlabel="training recipes", ylabel="R² on unseen recipes", ylim=(0, 1.02))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
