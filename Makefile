@@ -57,6 +57,7 @@ tune: venv
 ## bench: speed figures of the engines (prints ratios to the targets)
 bench: venv
 	$(BIN)/python benchmarks/engines.py
+	$(BIN)/python benchmarks/inversion.py
 
 clean:
 	rm -rf _build .pytest_cache

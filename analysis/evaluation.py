@@ -172,22 +172,26 @@ def _result(model: str, features: str, split: str, m: dict, folds: list[float]) 
 
 def learning_curve(frame: pd.DataFrame, model: str = "hgb", features: str = "composite",
                    fractions: tuple[float, ...] = (0.25, 0.5, 1.0), n_splits: int = 5,
-                   seed: int = 42) -> pd.DataFrame:
-    """R² on unseen recipes against the number of training recipes: in every grouped fold, the model
-    is fitted on a random subset (by recipe) of the training recipes.  One row per fold and fraction."""
+                   folds: tuple[int, ...] | None = None, seed: int = 42) -> pd.DataFrame:
+    """R² on unseen recipes against the number of training recipes: in each grouped fold (those in
+    `folds`, default all), the model is fitted on a random subset (by recipe) of the training recipes.
+    One row per fold and fraction."""
     rng = np.random.default_rng(seed)
     groups = recipe_groups(frame)
     rows = []
     for f, (train, test) in enumerate(recipe_fold_indices(frame, n_splits)):
+        if folds is not None and f not in folds:
+            continue
         recipes = np.unique(groups[train])
         order = rng.permutation(recipes)
         for fraction in fractions:
-            keep = np.isin(groups[train], order[: max(2, round(fraction * len(recipes)))])
+            keep_recipes = max(2, round(fraction * len(recipes)))
+            keep = np.isin(groups[train], order[:keep_recipes])
             m = new_model(model, features, seed)
             if model == "hgb":
                 m.intervals = False
             pred = m.fit(frame.iloc[train[keep]]).predict(frame.iloc[test]).to_numpy()
             r2 = metrics(frame.iloc[test][TARGETS].to_numpy(float), pred)["r2"]
-            rows.append({"fold": f, "training recipes": int(round(fraction * len(recipes))),
+            rows.append({"fold": f, "fraction": fraction, "training recipes": int(keep_recipes),
                          **dict(zip(TARGETS, r2)), "global": float(np.mean(r2))})
     return pd.DataFrame(rows)

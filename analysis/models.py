@@ -200,27 +200,39 @@ def stored_hyperparameters(path: Path | str | None = None, file: Path | str = HY
 
 # --- run-to-run spread -----------------------------------------------------------------------------
 
+def _replicate_one(frame: pd.DataFrame, tuned: dict, seed: int, name: str, features: str) -> dict:
+    """One model of `replicate`, fitted in a worker process on one core."""
+    os.environ["POLYINVERSE_JOBS"] = "1"
+    split = study_split(frame, features, random_state=seed)
+    pred = fit_predict("rf" if name.startswith("RF") else "nn", split, tuned, features, seed)
+    m = metrics(split.original(split.Y_test), pred)
+    row = {"seed": seed, "model": name, "global_r2": m["global_r2"], "global_mse": m["global_mse"]}
+    row.update({f"r2 {t}": v for t, v in zip(TARGETS, m["r2"])})
+    row.update({f"rel_mae {t}": v for t, v in zip(TARGETS, m["rel_mae"])})
+    return row
+
+
 def replicate(frame: pd.DataFrame, tuned: dict, seeds: tuple[int, ...] = (42, 1, 2),
               with_network: bool = True) -> pd.DataFrame:
     """The study's three models, refitted with the stored hyperparameters for several seeds.
 
     Each seed changes both the row split and the model's own randomness (bootstrap, weights), so the
     spread is what a rerun of the study with another seed would show.  One row per seed and model.
+    The fits run in parallel worker processes, one core each (a forest's result does not depend on
+    its number of jobs, and the network is single-threaded anyway).
     """
-    rows = []
-    for seed in seeds:
-        fits = [("RF, MMD only", "mmd"), ("RF, composite", "composite")]
-        if with_network:
-            fits.append(("NN, composite", "composite"))
-        for name, features in fits:
-            split = study_split(frame, features, random_state=seed)
-            pred = fit_predict("rf" if name.startswith("RF") else "nn", split, tuned, features, seed)
-            m = metrics(split.original(split.Y_test), pred)
-            row = {"seed": seed, "model": name, "global_r2": m["global_r2"], "global_mse": m["global_mse"]}
-            row.update({f"r2 {t}": v for t, v in zip(TARGETS, m["r2"])})
-            row.update({f"rel_mae {t}": v for t, v in zip(TARGETS, m["rel_mae"])})
-            rows.append(row)
-    return pd.DataFrame(rows)
+    from joblib import Parallel, delayed
+
+    fits = [("RF, MMD only", "mmd"), ("RF, composite", "composite")]
+    if with_network:
+        fits.append(("NN, composite", "composite"))
+    tasks = [(seed, name, features) for seed in seeds for name, features in fits]
+    # the networks take longest: start them first
+    order = sorted(range(len(tasks)), key=lambda k: not tasks[k][1].startswith("NN"))
+    rows = Parallel(n_jobs=n_jobs(), backend="loky")(
+        delayed(_replicate_one)(frame, tuned, *tasks[k]) for k in order)
+    by_task = dict(zip(order, rows))
+    return pd.DataFrame([by_task[k] for k in range(len(tasks))])
 
 
 def spread_table(runs: pd.DataFrame) -> pd.DataFrame:

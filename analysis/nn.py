@@ -49,14 +49,14 @@ def build_network(n_inputs: int, n_outputs: int = 4, seed: int = 42):
 
 
 def fit_network(X_train: np.ndarray, Y_train: np.ndarray, seed: int = 42, epochs: int = 1000,
-                patience: int = 50, validation_data: tuple | None = None):
+                patience: int = 50, validation_data: tuple | None = None, batch_size: int = 32):
     """Train as the study did (validation = the last 20 % of the training rows, Keras'
     validation_split), or early-stopped on `validation_data`; returns the model and its history."""
     tf = _tensorflow(seed)
     model = build_network(X_train.shape[1], Y_train.shape[1], seed)
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                             restore_best_weights=True)
-    history = model.fit(X_train, Y_train, batch_size=32, epochs=epochs,
+    history = model.fit(X_train, Y_train, batch_size=batch_size, epochs=epochs,
                         validation_split=0.0 if validation_data else 0.2, validation_data=validation_data,
                         callbacks=[stop], verbose=0, shuffle=True)
     return model, history.history

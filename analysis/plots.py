@@ -151,12 +151,13 @@ def mmd_overlay(runs: dict[str, np.ndarray], reference: tuple[str, np.ndarray] |
 
 
 def learning_curves(table: pd.DataFrame):
-    """R² on unseen recipes against the number of training recipes (mean and range over folds)."""
+    """R² on unseen recipes against the number of training recipes (mean and range over the folds)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    recipes = table.groupby("fraction")["training recipes"].mean()
     for name in TARGETS + ["global"]:
-        g = table.groupby("training recipes")[name]
-        ax.plot(g.mean().index, g.mean(), "-o", ms=3, label=name, lw=2 if name == "global" else 1)
-        ax.fill_between(g.mean().index, g.min(), g.max(), alpha=0.15)
+        g = table.groupby("fraction")[name]
+        ax.plot(recipes, g.mean(), "-o", ms=3, label=name, lw=2 if name == "global" else 1)
+        ax.fill_between(recipes, g.min(), g.max(), alpha=0.15)
     ax.set(xlabel="training recipes", ylabel="R² on unseen recipes", ylim=(0, 1.02))
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -17,8 +17,8 @@ mean of its logarithm (a log target was tried and scores lower on unseen recipes
   design's discrete target levels HistGradientBoosting's quantile updates stall at the data quantiles.)
 - `NeighbourModel` ('knn'): the mean recipe of the k nearest training samples in standardised MMD
   (+ log cBA_time, Mn, Mw) space, distance-weighted.  The baseline that memorises the database.
-- `PhysicsNetwork` ('nn+'): the study's architecture on the physics features, log targets, early
-  stopping on *held-out recipes* instead of the last 20 % of rows.
+- `PhysicsNetwork` ('nn+'): the study's architecture on the physics features (standardised), early
+  stopping on *held-out recipes* instead of the last 20 % of rows, batches of 128.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class PhysicsNetwork:
         self.x_scaler, self.y_scaler = StandardScaler().fit(x[train]), StandardScaler().fit(y[train])
         xs, ys = self.x_scaler.transform(x), self.y_scaler.transform(y)
         self.model, self.history = fit_network(xs[train], ys[train], seed=self.seed,
-                                               validation_data=(xs[val], ys[val]))
+                                               validation_data=(xs[val], ys[val]), batch_size=128)
         return self
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.model_selection import GroupKFold, ParameterSampler, RandomizedSearchCV, cross_val_score
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .dataset import DATA_DIR, TARGETS, dataset_path
 from .evaluation import recipe_fold_indices

@@ -91,3 +91,28 @@ def test_invert_command_json_and_errors(tmp_path):
     out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd", str(bad)],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 2 and "at least 10 points" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_roundtrip_table_and_profile_agree_with_the_forward_model():
+    # a noise-free row: its own recipe re-simulates it exactly; a recipe outside the domain is clipped
+    # into it before running; the misfit profile is ~0 at the truth and rises away from the valley
+    import pandas as pd
+
+    from analysis.dataset import TARGETS
+    from analysis.finder import clip_to_domain, roundtrip_table
+    from analysis.inversion import profile
+    from analysis.mmd import MMD_COLUMNS
+
+    truth = {"cBA_0": 1.3, "cAIBN_0": 0.009, "temp": 68.0, "time": 1500.0}
+    sim = forward(truth)
+    row = pd.DataFrame([{**truth, "cBA_time": sim["cBA_time"], "Mn": sim["Mn"], "Mw": sim["Mw"],
+                         **dict(zip(MMD_COLUMNS, sim["mmd"]))}], index=[7])
+    exact = roundtrip_table(row, row[TARGETS])
+    assert exact.loc[7, "mmd_l1"] < 1e-9 and abs(exact.loc[7, "Mn_rel"]) < 1e-9
+    wrong = roundtrip_table(row, pd.DataFrame([{**truth, "cBA_0": 2.6}], index=[7]))
+    assert wrong.loc[7, "mmd_l1"] > 0.05 and wrong.loc[7, "cBA_time_rel"] > 0.2
+    assert clip_to_domain({"cBA_0": 4.0, "cAIBN_0": 0.001, "temp": 70.0, "time": 10.0}) == \
+        {"cBA_0": 3.0, "cAIBN_0": 0.0025, "temp": 70.0, "time": 300.0}
+    obs = Observation(sim["mmd"], sim["cBA_time"], sim["Mn"], sim["Mw"])
+    prof = profile(obs, "cBA_0", np.array([1.3, 1.6]), truth)
+    assert prof.chi2.iloc[0] < 1e-6 and prof.chi2.iloc[1] > 100.0  # cBA_0 is identifiable

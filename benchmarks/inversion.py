@@ -1,0 +1,44 @@
+"""Speed of the physics-based inversion, against the target of the recipe-finder issue (<= 2 s per MMD).
+
+Inverts 30 rows of the workbook drawn at random (seed 0), with the composite observables and with the
+MMD alone, from the domain's centre and one other start (a recipe of another row, so that the start is
+not the answer), and prints the median and the 90th percentile of the seconds per MMD, their ratio to
+the target, and the median round-trip MMD L1.  Run on an otherwise idle machine: `make bench`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from analysis.dataset import TARGETS, load_dataset
+from analysis.inversion import Observation, invert
+from analysis.mmd import MMD_COLUMNS
+
+TARGET_SECONDS = 2.0
+CENTRE = {"cBA_0": 1.75, "cAIBN_0": 0.007, "temp": 70.0, "time": 1800.0}
+
+
+def main(n: int = 30) -> None:
+    data = load_dataset()
+    rng = np.random.default_rng(0)
+    rows = data.iloc[rng.choice(len(data), n, replace=False)]
+    other = data.iloc[rng.choice(len(data), n, replace=False)]
+    for label, extras in (("composite", True), ("MMD only", False)):
+        seconds, l1 = [], []
+        for (_, row), (_, start) in zip(rows.iterrows(), other.iterrows()):
+            given = (row.cBA_time, row.Mn, row.Mw) if extras else ()
+            obs = Observation(row[MMD_COLUMNS].to_numpy(float), *given)
+            tic = time.perf_counter()
+            result = invert(obs, starts=[start[TARGETS].to_dict(), CENTRE])
+            seconds.append(time.perf_counter() - tic)
+            l1.append(result.mmd_l1)
+        med, p90 = np.median(seconds), np.quantile(seconds, 0.9)
+        print(f"inversion, {label:9s}: {med:.2f} s per MMD (median), {p90:.2f} s (90th pct); "
+              f"target {TARGET_SECONDS} s, ratio {med / TARGET_SECONDS:.2f}; "
+              f"median round-trip L1 {np.median(l1):.4f}")
+
+
+if __name__ == "__main__":
+    main()
