@@ -1,4 +1,4 @@
-"""Command line: python -m analysis simulate | sweep | dataset | tune | evaluate | invert."""
+"""Command line: python -m analysis simulate | sweep | dataset | tune | evaluate | invert | examples."""
 
 from __future__ import annotations
 
@@ -7,20 +7,49 @@ import json
 import sys
 import time
 
-from .dataset import DatasetError
+from .dataset import DEFAULT_SEED, WORKBOOK, DatasetError
+from .design import UNITS
 from .evaluation import BEST, MODELS
-from .finder import InputError
+from .inversion import InversionBudgetError
 from .kinetics import Recipe, RecipeError
+from .ode import SolverBudgetError
+from .outputs import OutputError, atomic_write, check_writable
+from .sec_file import InputError
+
+ERRORS = (RecipeError, DatasetError, InputError, OutputError, SolverBudgetError, InversionBudgetError)
+
+
+def _seed(text: str) -> int:
+    """A kMC seed: an integer from 0 to 2**32 - 1 (refused, not folded, outside that range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the seed must be an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"the seed must be from 0 to {2**32 - 1}, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulation import simulate
+    from .engines import simulate
 
     recipe = Recipe(args.cba0, args.caibn0, args.temp)
     run = simulate(recipe, args.engine, **({"seed": args.seed} if args.engine == "kmc" else {}))
     if args.json:
-        json.dump(run.to_dict(), sys.stdout)
-        print()
+        try:
+            print(json.dumps(run.to_dict(), allow_nan=False))
+        except ValueError:
+            raise RecipeError(f"the {args.engine} run of {recipe} produced non-finite values") from None
         return 0
     print(f"# {args.engine} run: cBA_0={recipe.cBA_0} mol/L, cAIBN_0={recipe.cAIBN_0} mol/L, "
           f"temp={recipe.temp} °C; stopped at 90 % conversion: {run.stopped}")
@@ -35,8 +64,10 @@ def _sweep(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from .simulation import design, simulate
+    from .design import design
+    from .engines import simulate
 
+    check_writable(args.out, "CSV file")
     rows = []
     start = time.perf_counter()
     for i, recipe in enumerate(tqdm(design(), desc=f"{args.engine} sweep", disable=args.quiet)):
@@ -45,7 +76,7 @@ def _sweep(args: argparse.Namespace) -> int:
         rows.append({"temp": recipe.temp, "cBA_0": recipe.cBA_0, "cAIBN_0": recipe.cAIBN_0,
                      "conversion_3600": run.conversion[-1], "t_stop": run.t_stop,
                      "Mn": run.Mn[-1], "Mw": run.Mw[-1]})
-    pd.DataFrame(rows).to_csv(args.out, index=False)
+    atomic_write(args.out, pd.DataFrame(rows).to_csv(index=False))
     n_stop = sum(r["t_stop"] < 3600 for r in rows)
     print(f"{len(rows)} recipes in {time.perf_counter() - start:.1f} s; {n_stop} reach 90 % "
           f"conversion before 3600 s; written to {args.out}", file=sys.stderr)
@@ -55,6 +86,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _dataset(args: argparse.Namespace) -> int:
     from .dataset import generate, write_workbook
 
+    check_writable(args.out, "workbook")
     start = time.perf_counter()
     frame = generate(args.engine, jobs=args.jobs, seed=args.seed, progress=not args.quiet)
     write_workbook(frame, args.out)
@@ -64,23 +96,24 @@ def _dataset(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from .models import HYPERPARAMETERS, run_tuning
+    from .hyperparameters import NESTED_SEARCH, STUDY_SEARCH
+    from .tuning import run_nested, run_study_search
 
+    if args.out:
+        check_writable(args.out, "JSON file")
     start = time.perf_counter()
     if args.nested:
-        from .tuning import NESTED, run_nested
-
-        stored = run_nested(args.data, out=args.out or NESTED)
+        stored = run_nested(args.data, out=args.out or NESTED_SEARCH)
         for key in ("hgb_composite", "rf_composite"):
             for k, fold in enumerate(stored[key]):
                 print(f"{key} fold {k + 1}: {fold['params']} (inner R² {fold['inner_r2']})")
         print(f"nested search done in {time.perf_counter() - start:.0f} s; stored in "
-              f"{args.out or NESTED}", file=sys.stderr)
+              f"{args.out or NESTED_SEARCH}", file=sys.stderr)
         return 0
-    stored = run_tuning(args.data, out=args.out or HYPERPARAMETERS, verbose=3)
+    stored = run_study_search(args.data, out=args.out or STUDY_SEARCH, verbose=3)
     for key in ("rf_mmd", "rf_composite"):
         print(f"{key}: {stored[key]['params']} (cross-validated R² {stored[key]['cv_r2']:.4f})")
-    print(f"search done in {time.perf_counter() - start:.0f} s; stored in {args.out or HYPERPARAMETERS}",
+    print(f"search done in {time.perf_counter() - start:.0f} s; stored in {args.out or STUDY_SEARCH}",
           file=sys.stderr)
     return 0
 
@@ -89,7 +122,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .dataset import load_dataset
     from .evaluation import evaluate
 
-    result = evaluate(load_dataset(args.data), args.model, args.features, args.split)
+    result = evaluate(load_dataset(args.data), args.model, args.features, args.split, data=args.data)
     if args.json:
         json.dump(result, sys.stdout)
         print()
@@ -107,44 +140,78 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _invert(args: argparse.Namespace) -> int:
     import warnings
 
-    from .finder import find_recipe, read_sec_file
+    from .finder import check_extras, find_recipe
+    from .sec_file import read_sec_file
 
+    if args.plot:
+        check_writable(args.plot, "plot")
+    check_extras(args.cba_time, args.mn, args.mw)
+    notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        w = read_sec_file(args.mmd, signal=args.signal)
+        w = read_sec_file(args.mmd, signal=args.signal, notes=notes)
         result = find_recipe(w, args.cba_time, args.mn, args.mw)
+    result["notes"] = notes
     result["warnings"] = [str(c.message) for c in caught] + result["warnings"]
-    if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from .inversion import forward
-        from .plots import mmd_overlay
-
-        fig = mmd_overlay({"re-simulated: inversion": forward(result["recipe"])["mmd"],
-                           "re-simulated: machine learning": forward(result["ml"]["recipe"])["mmd"]},
-                          reference=("your MMD", w))
-        fig.savefig(args.plot, dpi=120)
     if args.json:
-        json.dump(result, sys.stdout)
-        print()
-        return 0
-    units = {"cBA_0": "mol/L", "cAIBN_0": "mol/L", "temp": "°C", "time": "s"}
+        print(json.dumps(result, allow_nan=False))
+    else:
+        _print_recipe(result)
+    if args.plot:
+        _save_plot(result, w, args.plot)
+    return 0
+
+
+def _save_plot(result: dict, w, path: str) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .design import clip_to_box
+    from .inversion import forward
+    from .plots import mmd_overlay
+
+    ml_recipe = clip_to_box(result["ml"]["recipe"])
+    fig = mmd_overlay({"re-simulated: inversion": forward(result["recipe"])["mmd"],
+                       "re-simulated: machine learning": forward(ml_recipe)["mmd"]},
+                      reference=("your MMD", w))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=120, format="png")
+    atomic_write(path, buffer.getvalue())
+
+
+def _print_recipe(result: dict) -> None:
     used = ", ".join(result["features"] + ["MMD"])
-    print(f"recipe (physics-based inversion, 90 % intervals; observed: {used})")
+    post = result["posterior"]
+    print(f"recipe (physics-based inversion: the valley's recipe at the posterior median temperature; "
+          f"posterior mean and 90 % credible interval; observed: {used})")
     for k, v in result["recipe"].items():
         lo, hi = result["interval"][k]
         ml = result["ml"]["recipe"][k]
-        print(f"  {k:8s} {v:10.4g} {units[k]:6s} [{lo:.4g}, {hi:.4g}]   (machine learning: {ml:.4g})")
+        print(f"  {k:8s} {v:10.4g} {UNITS[k]:6s} mean {post['mean'][k]:<10.4g} [{lo:.4g}, {hi:.4g}]   "
+              f"(machine learning: {ml:.4g})")
+    print(f"temperature and initiator trade along the valley: posterior correlation "
+          f"{post['correlation_temp_cAIBN_0']:+.2f}")
     rt = result["roundtrip"]
     ml_l1 = result["ml"]["roundtrip"]["mmd_l1"]
     print(f"round trip: MMD L1 {rt['mmd_l1']:.4f} (machine-learning recipe: {ml_l1:.4f})")
     for name in ("cBA_time", "Mn", "Mw"):
         if rt[f"{name}_rel"] is not None:
             print(f"  {name} relative error {100 * rt[f'{name}_rel']:+.2f} %")
-    print(f"in the training domain: {'yes' if result['in_domain'] else 'NO'}")
+    print(f"in the training domain: {'yes' if result['in_domain'] else 'NO'}; fit: {result['fit']['status']}")
+    for message in result["notes"]:
+        print(f"note: {message}")
     for message in result["warnings"]:
         print(f"warning: {message}")
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from .examples import make_examples
+
+    check_writable(f"{args.out.rstrip('/')}/truth.json", "example directory")
+    truth = make_examples(args.out)
+    print(f"{len(truth)} example exports and truth.json written to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -157,23 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--caibn0", type=float, required=True, help="initial AIBN concentration, mol/L")
     p.add_argument("--temp", type=float, required=True, help="temperature, °C")
     p.add_argument("--engine", choices=["ode", "kmc"], default="ode")
-    p.add_argument("--seed", type=int, default=0, help="kMC seed")
+    p.add_argument("--seed", type=_seed, default=0, help="kMC seed, 0 to 2**32 - 1")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("sweep", help="all 432 recipes of the design, one row each")
     p.add_argument("--engine", choices=["ode", "kmc"], default="ode")
-    p.add_argument("--seed", type=int, default=0, help="kMC seed of the first recipe")
+    p.add_argument("--seed", type=_seed, default=0, help="kMC seed of the first recipe")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
 
-    from .dataset import DEFAULT_SEED, WORKBOOK
-
     p = sub.add_parser("dataset", help="regenerate the study's workbook")
     p.add_argument("--engine", choices=["kmc", "ode"], default="kmc")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
     p.add_argument("--out", default=str(WORKBOOK))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_dataset)
@@ -205,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--plot", default=None, help="PNG file: your MMD and the re-simulated ones")
     p.set_defaults(func=_invert)
+
+    p = sub.add_parser("examples", help="rewrite the example SEC exports and their truth.json")
+    p.add_argument("--out", default="data/examples", help="directory")
+    p.set_defaults(func=_examples)
     return parser
 
 
@@ -212,6 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RecipeError, DatasetError, InputError) as err:
+    except ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -8,19 +8,22 @@ the book and the tools; it validates what it reads.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
 import warnings
 import zipfile
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .design import EXTRA_FEATURES, TARGETS, design
+from .engines import simulate
 from .mmd import DLOGM, MMD_COLUMNS, N_POINTS
-from .simulation import design, simulate
+from .outputs import atomic_write
+from .workers import n_jobs, parallel_map
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "data"
@@ -28,8 +31,6 @@ WORKBOOK = DATA_DIR / "BD_compuesta_MMD_BA_Mn_Mw.xlsx"
 DATA_ENV = "POLYINVERSE_DATA"  # environment variable: another workbook to load instead of ours
 DEFAULT_SEED = 2023
 
-TARGETS = ["cBA_0", "cAIBN_0", "temp", "time"]
-EXTRA_FEATURES = ["cBA_time", "Mn", "Mw"]
 SHEETS = {
     "mmd_raw_data": TARGETS + MMD_COLUMNS,
     "compuesta": TARGETS + EXTRA_FEATURES + MMD_COLUMNS,
@@ -61,26 +62,13 @@ def _rows(job: tuple[int, object, str, int]) -> pd.DataFrame:
 def generate(engine: str = "kmc", jobs: int | None = None, seed: int = DEFAULT_SEED,
              recipe_ids: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
     """Simulate the design (or some of its recipes) in parallel; one row per recipe and sample."""
-    from tqdm import tqdm
-
     recipes = design()
     ids = list(range(len(recipes))) if recipe_ids is None else list(recipe_ids)
     # costly recipes first (concentrated, slow) so that the workers finish together
     order = sorted(ids, key=lambda i: -recipes[i].cBA_0 / np.sqrt(recipes[i].cAIBN_0))
     work = [(i, recipes[i], engine, seed) for i in order]
-    jobs = jobs or os.cpu_count() or 1
-    bar = tqdm(total=len(work), desc=f"{engine} runs", disable=not progress)
-    parts = []
-    if jobs == 1:
-        for job in work:
-            parts.append(_rows(job))
-            bar.update()
-    else:
-        with Pool(jobs) as pool:
-            for part in pool.imap_unordered(_rows, work):
-                parts.append(part)
-                bar.update()
-    bar.close()
+    parts = parallel_map(_rows, work, jobs or n_jobs(), progress=f"{engine} runs" if progress else None,
+                         ordered=False)
     return pd.concat(parts).sort_values(["recipe_id", "time"]).reset_index(drop=True)
 
 
@@ -91,7 +79,7 @@ def write_workbook(frame: pd.DataFrame, path: Path | str = WORKBOOK) -> None:
         for sheet, columns in SHEETS.items():
             frame[columns].to_excel(writer, sheet_name=sheet, index=False)
         frame[RUN_COLUMNS].to_excel(writer, sheet_name="runs", index=False)
-    Path(path).write_bytes(_reproducible_zip(buffer.getvalue()))
+    atomic_write(path, _reproducible_zip(buffer.getvalue()))
 
 
 def _reproducible_zip(data: bytes) -> bytes:
@@ -143,8 +131,16 @@ def load_dataset(path: Path | str | None = None, sheet: str = "compuesta",
 
 def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data",
                    area_tolerance: float = 0.02) -> pd.DataFrame:
-    """Check a table against the schema; return the columns in schema order as floats."""
+    """Check a table against the schema and the physics; return the columns in schema order as floats.
+
+    Refuses (DatasetError): an empty sheet, missing columns, an MMD on another number of points,
+    non-numeric, empty or infinite cells, negative values, non-positive concentrations or averages,
+    temperatures that look like kelvin, cAIBN_0 that looks like mmol/L, cBA_0 above bulk BA, Mw < Mn,
+    more monomer left than at the start, negative or zero-area MMDs.  Warns about duplicated rows and
+    renormalises MMD rows whose area is not 1."""
     frame = frame.rename(columns=lambda c: str(c).strip())
+    if len(frame) == 0:
+        raise DatasetError(f"{source}: the sheet has no data rows")
     mmd_cols = [c for c in frame.columns if re.fullmatch(r"MMD\d+", c)]
     if mmd_cols and len(mmd_cols) != N_POINTS:
         raise DatasetError(f"{source}: the MMD has {len(mmd_cols)} points (MMD columns), the model "
@@ -170,6 +166,22 @@ def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data"
         if (frame[col] < 0).any():
             raise DatasetError(f"{source}: negative values in {col} (first at sheet row "
                                f"{int(np.flatnonzero(frame[col] < 0)[0]) + 2})")
+    for col in [c for c in ["cBA_0", "cAIBN_0", "Mn", "Mw"] if c in columns]:
+        if (frame[col] <= 0).any():
+            raise DatasetError(f"{source}: {col} must be positive; it is {frame[col].min():g} at sheet row "
+                               f"{int(np.flatnonzero(frame[col] <= 0)[0]) + 2}")
+    if (frame["temp"] > 150).any():
+        raise DatasetError(f"{source}: temp up to {frame['temp'].max():g}: this looks like kelvin; "
+                           "the schema is °C")
+    if {"Mn", "Mw"} <= set(columns) and (frame.Mw < frame.Mn * (1 - 1e-9)).any():
+        row = int(np.flatnonzero(frame.Mw < frame.Mn * (1 - 1e-9))[0])
+        raise DatasetError(f"{source}: Mw < Mn at sheet row {row + 2} (Mn {frame.Mn.iloc[row]:g}, Mw "
+                           f"{frame.Mw.iloc[row]:g}): swapped columns?")
+    if "cBA_time" in columns and (frame.cBA_time > frame.cBA_0 * (1 + 1e-9)).any():
+        row = int(np.flatnonzero(frame.cBA_time > frame.cBA_0 * (1 + 1e-9))[0])
+        raise DatasetError(f"{source}: more monomer left than there was at the start (cBA_time "
+                           f"{frame.cBA_time.iloc[row]:g} > cBA_0 {frame.cBA_0.iloc[row]:g}) at sheet row "
+                           f"{row + 2}")
     if (frame["cAIBN_0"] > 0.2).any():
         raise DatasetError(f"{source}: cAIBN_0 up to {frame['cAIBN_0'].max():g}: this looks like "
                            "mmol/L; the schema is mol/L")
@@ -183,6 +195,10 @@ def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data"
     if (area <= 0).any():
         raise DatasetError(f"{source}: MMD rows with zero area (sheet rows "
                            f"{(np.flatnonzero(area <= 0)[:5] + 2).tolist()})")
+    duplicated = frame.duplicated()
+    if duplicated.any():
+        warnings.warn(f"{source}: {int(duplicated.sum())} duplicated rows (the same recipe, time and "
+                      "values as an earlier row); they weigh twice in any fit", stacklevel=2)
     off = np.abs(area - 1.0) > area_tolerance
     if off.any():
         warnings.warn(f"{source}: {int(off.sum())} MMD rows had an area sum(w)*dlogM between "
@@ -192,18 +208,6 @@ def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data"
     return frame.reset_index(drop=True)
 
 
-def card_figures(path: Path | str | None = None) -> dict:
-    """The figures the data card states, computed from the workbook: rows, recipes, stops, checksum.
-
-    Uses only the study's sheet `compuesta`, so it works on the original workbook too: a recipe is
-    one (cBA_0, cAIBN_0, temp) and it reached 90 % conversion if its last sample is before 3600 s.
-    """
-    import hashlib
-
-    from .simulation import T_END
-
-    path = dataset_path(path)
-    frame = load_dataset(path)
-    last = frame.groupby(["cBA_0", "cAIBN_0", "temp"]).time.max()
-    return {"rows": len(frame), "recipes": len(last), "recipes_at_90": int((last < T_END - 1e-6).sum()),
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's bytes (what stored results are tied to)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

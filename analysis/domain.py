@@ -18,7 +18,6 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from .mmd import LOGM, MMD_COLUMNS, averages
-from .simulation import T_END
 
 MMD_SLACK = 0.02
 
@@ -94,43 +93,3 @@ class Domain:
             inside = not bad and not odd and dist[i] <= self.limit
             out.append(Verdict(inside, bad, float(dist[i]), self.limit, odd))
         return out
-
-
-def with_recipes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add `recipe_id` (one per cBA_0, cAIBN_0, temp) and `conversion` (from cBA_time) to a sheet.
-
-    Works on the study's own sheets, which have no recipe id: a recipe is its three initial levels.
-    """
-    out = frame.copy()
-    out["recipe_id"] = out.groupby(["cBA_0", "cAIBN_0", "temp"], sort=True).ngroup()
-    if "cBA_time" in out:
-        out["conversion"] = 1.0 - out.cBA_time / out.cBA_0
-    return out
-
-
-def recipe_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per recipe: levels, last sampling time, final conversion, and whether the run stopped
-    (at 90 % conversion) before the 3600 s cut."""
-    rows = with_recipes(frame).sort_values("time").groupby("recipe_id").last()
-    table = rows[["cBA_0", "cAIBN_0", "temp", "time"]].rename(columns={"time": "t_end"})
-    if "conversion" in rows:
-        table["conversion_end"] = rows.conversion
-    table["reached_90"] = table.t_end < T_END - 1e-6
-    return table
-
-
-def coverage(recipes: pd.DataFrame, factor: str) -> pd.DataFrame:
-    """How many recipes of each level of `factor` reach 90 % conversion before the 3600 s cut."""
-    table = recipes.groupby(factor).reached_90.agg(["sum", "count"])
-    table.columns = ["reach_90", "recipes"]
-    table["share"] = table.reach_90 / table.recipes
-    return table
-
-
-def ranges(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Min, max and number of distinct values of each column."""
-    return pd.DataFrame({"min": frame[columns].min(), "max": frame[columns].max(),
-                         "distinct": frame[columns].nunique()})
-
-
-__all__ = ["Domain", "Verdict", "with_recipes", "recipe_table", "coverage", "ranges", "T_END"]

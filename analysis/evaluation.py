@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.model_selection import GroupKFold
 
-from .dataset import TARGETS
-from .models import (
-    FEATURE_SETS,
-    Split,
-    fit_predict,
-    metrics,
-    recipe_groups,
-    scaled_split,
-    stored_hyperparameters,
-    study_split,
-)
-from .recipe_models import NEW_MODELS
+from .design import FEATURE_SETS, TARGETS, recipe_groups
+from .hyperparameters import NESTED_SEARCH, STUDY_SEARCH, load_stored
+from .metrics import metrics
+from .new_models import NEW_MODELS, new_model
+from .study_models import fit_predict, scaled_split, study_split
+from .workers import n_jobs
 
 STUDY_MODELS = ("rf", "nn")
 MODELS = STUDY_MODELS + tuple(NEW_MODELS) + ("best",)
 BEST = "hgb"  # the model with the highest global R² on unseen recipes (chapter 9)
 SPLITS = ("rows", "recipes")
-
-
-def grouped_folds(frame: pd.DataFrame, features: str, n_splits: int = 5) -> list[Split]:
-    """GroupKFold splits with scalers fitted on each training fold only."""
-    folds = recipe_fold_indices(frame, n_splits)
-    return [scaled_split(frame, features, train, test) for train, test in folds]
 
 
 def row_split_indices(frame: pd.DataFrame, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -49,26 +38,18 @@ def recipe_fold_indices(frame: pd.DataFrame, n_splits: int = 5) -> list[tuple[np
     return list(GroupKFold(n_splits=n_splits).split(frame, groups=recipe_groups(frame)))
 
 
-def new_model(model: str, features: str, seed: int = 42, params: dict | None = None):
-    """An unfitted model of recipe_models by its command-line name."""
-    if model == "hgb":
-        return NEW_MODELS[model](features, params=params, seed=seed)
-    if model == "nn+":
-        return NEW_MODELS[model](features, seed=seed)
-    return NEW_MODELS[model](features)
-
-
 def out_of_fold(frame: pd.DataFrame, model: str, features: str, seed: int = 42, n_splits: int = 5,
                 fold_params: list[dict] | None = None, intervals: bool = False,
-                folds: list[int] | None = None) -> dict:
+                folds: list[int] | None = None, data: str | None = None) -> dict:
     """Predictions on unseen recipes: each grouped fold's test rows predicted by a model fitted on the
     other folds (only the folds in `folds`, if given; other rows stay NaN).  Study models ('rf', 'nn')
     use the stored hyperparameters and in-fold scalers; 'hgb' can take per-fold parameters (nested
-    search) and return its intervals."""
+    search) and return its intervals.  `data` names the workbook the frame came from (for the check of
+    the stored hyperparameters)."""
     pred = pd.DataFrame(np.nan, index=frame.index, columns=TARGETS)
     low, high = pred.copy(), pred.copy()
     scores = []
-    tuned = stored_hyperparameters() if model in STUDY_MODELS else None
+    tuned = load_stored(STUDY_SEARCH, data) if model in STUDY_MODELS else None
     for f, (train, test) in enumerate(recipe_fold_indices(frame, n_splits)):
         if folds is not None and f not in folds:
             continue
@@ -79,9 +60,7 @@ def out_of_fold(frame: pd.DataFrame, model: str, features: str, seed: int = 42, 
             split = scaled_split(frame, features, train, test)
             pred.iloc[test] = fit_predict(model, split, tuned, features, seed)
         else:
-            m = new_model(model, features, seed, fold_params[f] if fold_params else None)
-            if model == "hgb":
-                m.intervals = intervals
+            m = new_model(model, features, seed, fold_params[f] if fold_params else None, intervals)
             m.fit(frame.iloc[train])
             pred.iloc[test] = m.predict(rows).to_numpy()
             if intervals:
@@ -94,43 +73,26 @@ def out_of_fold(frame: pd.DataFrame, model: str, features: str, seed: int = 42, 
     return out
 
 
-def row_split_prediction(frame: pd.DataFrame, model: str, features: str, seed: int = 42) -> pd.DataFrame:
+def row_split_prediction(frame: pd.DataFrame, model: str, features: str, seed: int = 42,
+                         data: str | None = None) -> pd.DataFrame:
     """Predictions on the study's test rows (row split, seed `seed`); other rows NaN.  Study models use
     the study's protocol exactly (scalers on all rows)."""
     pred = pd.DataFrame(np.nan, index=frame.index, columns=TARGETS)
     if model in STUDY_MODELS:
         s = study_split(frame, features, random_state=seed)
-        pred.iloc[s.test_index] = fit_predict(model, s, stored_hyperparameters(), features, seed)
+        pred.iloc[s.test_index] = fit_predict(model, s, load_stored(STUDY_SEARCH, data), features, seed)
     else:
         train, test = row_split_indices(frame, seed)
         m = new_model(model, features, seed)
-        if model == "hgb":
-            m.intervals = False
         pred.iloc[test] = m.fit(frame.iloc[train]).predict(frame.iloc[test]).to_numpy()
     return pred
 
 
-def scores(frame: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """R² and relative MAE per target and the global R² of each named prediction (its non-NaN rows)."""
-    rows = {}
-    for name, pred in predictions.items():
-        tested = pred.notna().all(axis=1)
-        m = metrics(frame.loc[tested, TARGETS].to_numpy(float), pred[tested].to_numpy())
-        rows[name] = {**{f"R² {t}": v for t, v in zip(TARGETS, m["r2"])}, "global R²": m["global_r2"],
-                      **{f"relMAE % {t}": v for t, v in zip(TARGETS, m["rel_mae"])},
-                      "rows": int(tested.sum())}
-    return pd.DataFrame(rows).T
-
-
-def coverage(frame: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame) -> dict:
-    """Fraction of rows whose true target lies inside [low, high], per target."""
-    return {t: float(((frame[t] >= low[t]) & (frame[t] <= high[t])).mean()) for t in TARGETS}
-
-
 def evaluate(frame: pd.DataFrame, model: str = "rf", features: str = "composite", split: str = "rows",
-             n_splits: int = 5, seed: int = 42) -> dict:
+             n_splits: int = 5, seed: int = 42, data: str | None = None) -> dict:
     """Metrics of one configuration: per-target r2 and rel_mae (dicts by target), global_r2, and for
-    grouped folds the per-fold global R².  'best' is the best model of chapter 9 (`BEST`)."""
+    grouped folds the per-fold global R².  'best' is the best model of chapter 9 (`BEST`).  `data` is
+    the workbook the frame was read from: stored hyperparameters are checked against it."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
     if features not in FEATURE_SETS:
@@ -138,28 +100,26 @@ def evaluate(frame: pd.DataFrame, model: str = "rf", features: str = "composite"
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     if model == "best":
-        return {**evaluate(frame, BEST, features, split, n_splits, seed), "model": "best", "best": BEST}
+        return {**evaluate(frame, BEST, features, split, n_splits, seed, data), "model": "best", "best": BEST}
     if split == "rows":
-        pred = row_split_prediction(frame, model, features, seed)
+        pred = row_split_prediction(frame, model, features, seed, data)
         tested = pred.notna().all(axis=1).to_numpy()
         m = metrics(frame.loc[tested, TARGETS].to_numpy(float), pred[tested].to_numpy())
         folds = [m["global_r2"]]
     else:
-        oof = out_of_fold(frame, model, features, seed, n_splits,
-                          fold_params=nested_params(model, features) if n_splits == 5 else None)
+        params = nested_params(model, features, data) if n_splits == 5 else None
+        oof = out_of_fold(frame, model, features, seed, n_splits, fold_params=params, data=data)
         m = metrics(frame[TARGETS].to_numpy(float), oof["prediction"].to_numpy())
         folds = oof["fold_global_r2"]
     return _result(model, features, split, m, folds)
 
 
-def nested_params(model: str, features: str) -> list[dict] | None:
-    """Per-fold hyperparameters of the nested search (data/nested_tuning.json, 5 outer folds), if it
-    covers this configuration; None otherwise (stored or default hyperparameters are used)."""
-    from .tuning import NESTED, stored_nested
-
-    if not NESTED.exists():
+def nested_params(model: str, features: str, data: str | None = None) -> list[dict] | None:
+    """Per-fold hyperparameters of the nested search (5 outer folds), if it covers this configuration;
+    None otherwise (stored or default hyperparameters are used)."""
+    if not NESTED_SEARCH.exists():
         return None
-    stored = stored_nested()
+    stored = load_stored(NESTED_SEARCH, data)
     key = f"{model}_{features}"
     return [fold["params"] for fold in stored[key]] if key in stored else None
 
@@ -188,10 +148,36 @@ def learning_curve(frame: pd.DataFrame, model: str = "hgb", features: str = "com
             keep_recipes = max(2, round(fraction * len(recipes)))
             keep = np.isin(groups[train], order[:keep_recipes])
             m = new_model(model, features, seed)
-            if model == "hgb":
-                m.intervals = False
             pred = m.fit(frame.iloc[train[keep]]).predict(frame.iloc[test]).to_numpy()
             r2 = metrics(frame.iloc[test][TARGETS].to_numpy(float), pred)["r2"]
             rows.append({"fold": f, "fraction": fraction, "training recipes": int(keep_recipes),
                          **dict(zip(TARGETS, r2)), "global": float(np.mean(r2))})
     return pd.DataFrame(rows)
+
+
+def _out_of_fold_task(frame: pd.DataFrame, spec: dict) -> dict:
+    return out_of_fold(frame, **{"features": "composite", **spec})
+
+
+def unseen_predictions(frame: pd.DataFrame, specs: dict[str, dict],
+                       jobs: int | None = None) -> dict[str, dict]:
+    """`out_of_fold` for each named configuration (its keyword arguments; features default to
+    'composite'), in parallel worker processes, one core each (the results do not depend on it: every
+    model is seeded and single-threaded there)."""
+    names = list(specs)
+    # the networks take longest: start them first
+    order = sorted(names, key=lambda n: specs[n]["model"] not in ("nn", "nn+"))
+    results = Parallel(n_jobs=jobs or n_jobs(), backend="loky")(
+        delayed(_out_of_fold_task)(frame, specs[name]) for name in order)
+    by_name = dict(zip(order, results))
+    return {name: by_name[name] for name in names}
+
+
+def against_bound(bound: dict[str, float], achieved: dict[str, float], goal: float = 0.95,
+                  slack: float = 0.02) -> pd.DataFrame:
+    """A model's R² per target against the best reachable one: the goal is R² >= `goal`, or within
+    `slack` of the bound where the bound is lower."""
+    table = pd.DataFrame({"bound": bound, "achieved": achieved})
+    table["goal"] = [min(goal, b - slack) for b in table.bound]
+    table["met"] = table.achieved >= table.goal
+    return table

@@ -2,7 +2,12 @@
 
 For every row of the design, the deterministic engine gives the Jacobian J of the observables
 (MMD on the grid, log cBA_time, log Mn, log Mw) with respect to the recipe (cBA_0, cAIBN_0, temp, time),
-by central finite differences.  With a noise model of the observables (diagonal covariance S), the
+by central finite differences.  The smallest singular value of J is some 1e-5 of the largest, so the
+differences need runs far more accurate than a single simulation does: LSODA at rtol 1e-12 (error of a
+derivative ~ rtol / step ~ 4e-9) and a step of 2.5e-4 of each target's scale, where the truncation
+error (~ step²) is below 0.1 % of the weakest singular value (chapter 8 shows the convergence).  At the
+engine's default rtol (1e-6) the weakest singular value came out ten times too large, and moved with the
+BLAS kernels of the machine.  With a noise model of the observables (diagonal covariance S), the
 Fisher information is F = J' S^-1 J and no unbiased estimator has a smaller variance than diag(F^-1)
 (the Cramér-Rao bound).  A model that also knows the design's range of each target can do a little
 better; the linearised posterior (F + P)^-1, with P = 1 / (variance of the target over the design),
@@ -18,21 +23,21 @@ conversion carry no independent time: there the time is the stop time, a functio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from multiprocessing import Pool
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from .dataset import TARGETS
+from .design import BOX, EXTRA_FEATURES, RECIPE_KEY, TARGETS, from_unit, to_unit, unit_span
 from .kinetics import Recipe
+from .memo import cached
 from .mmd import MMD_COLUMNS
-from .models import TARGET_RANGES, n_jobs
 from .ode import run_ode
+from .workers import parallel_map
 
-EXTRA = ["cBA_time", "Mn", "Mw"]
-REL_STEP = {"cBA_0": 1e-3, "cAIBN_0": 1e-3}  # relative finite-difference steps
-ABS_STEP = {"temp": 0.02, "time": 2.0}  # °C, s
-TARGET_RANGES_LOG = tuple(zip(*(TARGET_RANGES[t] for t in TARGETS)))  # (lows, highs)
+JACOBIAN_RTOL = 1e-12  # LSODA relative tolerance of the runs that are differenced
+FD_STEP = 2.5e-4  # central-difference step: relative for cBA_0, cAIBN_0; fraction of the box for temp, time
+SIMPSON = np.r_[1.0, np.tile([4.0, 2.0], 100)[:-1], 1.0]  # Simpson weights on 201 points of a segment
 MAX_TIME_MISMATCH = 60.0  # s: a data row is matched to the simulated sample nearest in time
 MMD_FLOOR = 5e-4  # noise floor of a grid point where w is ~0 (the kMC scatter there, see `noise_model`)
 
@@ -58,24 +63,26 @@ def _same_sample(runs, k: int, stop: bool) -> bool:
     return all(k < len(r.time) - (1 if r.stopped else 0) for r in runs)
 
 
-def recipe_jacobians(recipe: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
+def recipe_jacobians(recipe: tuple[float, float, float], rtol: float = JACOBIAN_RTOL,
+                     step: float = FD_STEP) -> tuple[np.ndarray, ...]:
     """Observables (samples x 103), Jacobians (samples x 103 x 4), stop flags and stop-time gradients
     of one recipe.  Derivatives whose perturbed runs cross a stop are NaN (those rows are skipped)."""
     c, i, t = recipe
-    base = run_ode(Recipe(c, i, t))
+    run = partial(run_ode, rtol=rtol)
+    base = run(Recipe(c, i, t), with_rates=True)
     n = len(base.time)
     stopped = np.zeros(n, bool)
     stopped[-1] = base.stopped
     obs = np.array([_observables(base, k) for k in range(n)])
     jac = np.full((n, obs.shape[1], 4), np.nan)
     grad = np.full((n, 3), np.nan)
-    steps = (c * REL_STEP["cBA_0"], i * REL_STEP["cAIBN_0"], ABS_STEP["temp"])
+    steps = (c * step, i * step, step * np.diff(BOX["temp"])[0])
     for j, h in enumerate(steps):
         runs = []
         for sign in (1.0, -1.0):
             r = np.array([c, i, t])
             r[j] += sign * h
-            runs.append(run_ode(Recipe(*r)))
+            runs.append(run(Recipe(*r)))
         plus, minus = runs
         for k in range(n):
             if _same_sample(runs, k, stopped[k]):
@@ -83,36 +90,36 @@ def recipe_jacobians(recipe: tuple[float, float, float]) -> tuple[np.ndarray, ..
                 jac[k, :, j] = (_observables(plus, kk) - _observables(minus, kk)) / (2 * h)
                 if stopped[k]:
                     grad[k, j] = (plus.t_stop - minus.t_stop) / (2 * h)
-    jac[stopped, :, 3] = 0.0  # the stop's observables do not depend on the time
-    dt = ABS_STEP["time"]
-    times = base.time[~stopped]
-    if len(times):
-        runs = [run_ode(Recipe(c, i, t), sample_times=times + dt),
-                run_ode(Recipe(c, i, t), sample_times=times - dt)]
-        for k in range(len(times)):
-            if _same_sample(runs, k, False):
-                jac[k, :, 3] = (_observables(runs[0], k) - _observables(runs[1], k)) / (2 * dt)
+    jac[:, :, 3] = np.where(stopped[:, None], 0.0, base.info["rates"])  # exact; the stop has no time
     return obs, jac, stopped, grad, base.time
 
 
-def design_jacobians(frame: pd.DataFrame, jobs: int | None = None) -> RowJacobians:
+def design_jacobians(frame: pd.DataFrame, jobs: int | None = None, rtol: float = JACOBIAN_RTOL,
+                     step: float = FD_STEP) -> RowJacobians:
     """Jacobians at every row of `frame`, each row matched to the simulated sample nearest in time
-    (a kMC stop and the deterministic stop differ by up to half a minute); unmatched rows stay NaN."""
-    recipes = frame.groupby(["cBA_0", "cAIBN_0", "temp"], sort=True).size().index.tolist()
-    with Pool(jobs or n_jobs()) as pool:
-        results = pool.map(recipe_jacobians, recipes, chunksize=4)
-    n_obs = len(MMD_COLUMNS) + len(EXTRA)
+    (a kMC stop and the deterministic stop differ by up to half a minute); unmatched rows stay NaN.
+    Cached on disk (`memo`) by the rows' recipes and times and the settings."""
+    key = frame[RECIPE_KEY + ["time"]].to_numpy(float).tobytes() + repr((rtol, step)).encode()
+    return cached("design_jacobians", key, lambda: _design_jacobians(frame, jobs, rtol, step))
+
+
+def _design_jacobians(frame: pd.DataFrame, jobs: int | None, rtol: float, step: float) -> RowJacobians:
+    recipes = frame.groupby(RECIPE_KEY, sort=True).size().index.tolist()
+    results = parallel_map(partial(recipe_jacobians, rtol=rtol, step=step), recipes, jobs)
+    n_obs = len(MMD_COLUMNS) + len(EXTRA_FEATURES)
     observed = np.full((len(frame), n_obs), np.nan)
     jac = np.full((len(frame), n_obs, 4), np.nan)
     stopped = np.zeros(len(frame), bool)
     grad = np.full((len(frame), 3), np.nan)
-    position = {idx: p for p, idx in enumerate(frame.index)}
+    keys = frame[RECIPE_KEY].itertuples(index=False, name=None)
+    rows_of: dict[tuple, list[int]] = {}
+    for p, key in enumerate(keys):
+        rows_of.setdefault(key, []).append(p)
+    row_time = frame.time.to_numpy(float)
     for recipe, (o, J, s, g, times) in zip(recipes, results):
-        rows = frame[(frame.cBA_0 == recipe[0]) & (frame.cAIBN_0 == recipe[1]) & (frame.temp == recipe[2])]
-        for idx, row_time in rows.time.items():
-            k = int(np.argmin(np.abs(times - row_time)))
-            if abs(times[k] - row_time) <= MAX_TIME_MISMATCH:
-                p = position[idx]
+        for p in rows_of[recipe]:
+            k = int(np.argmin(np.abs(times - row_time[p])))
+            if abs(times[k] - row_time[p]) <= MAX_TIME_MISMATCH:
                 observed[p], jac[p], stopped[p], grad[p] = o[k], J[k], s[k], g[k]
     return RowJacobians(observed, jac, stopped, grad)
 
@@ -126,33 +133,10 @@ def noise_model(frame: pd.DataFrame, rj: RowJacobians) -> np.ndarray:
     c = np.nansum(diff**2, axis=1) / np.nansum(w_det, axis=1)
     sigma = np.empty_like(rj.observed)
     sigma[:, : len(MMD_COLUMNS)] = np.sqrt(c[:, None] * w_det + MMD_FLOOR**2)
-    for j, name in enumerate(EXTRA):
+    for j, name in enumerate(EXTRA_FEATURES):
         rel = np.log(frame[name].to_numpy(float)) - rj.observed[:, len(MMD_COLUMNS) + j]
         sigma[:, len(MMD_COLUMNS) + j] = np.nanstd(rel)
     return sigma
-
-
-def covariances(rj: RowJacobians, sigma: np.ndarray, observables: str = "composite",
-                prior_var: np.ndarray | None = None) -> np.ndarray:
-    """Per-row 4 x 4 covariance of the best estimate of the recipe: the Cramér-Rao bound F^-1, or with
-    `prior_var` the linearised posterior (F + diag(1/prior_var))^-1.  `observables` is 'composite'
-    (MMD, cBA_time, Mn, Mw) or 'mmd'.  NaN for rows without a Jacobian."""
-    keep = slice(None) if observables == "composite" else slice(0, len(MMD_COLUMNS))
-    J = rj.jac[:, keep, :] / sigma[:, keep, None]
-    out = np.full((len(J), 4, 4), np.nan)
-    prior = np.zeros((4, 4)) if prior_var is None else np.diag(1.0 / np.asarray(prior_var, float))
-    for r in range(len(J)):
-        if np.isnan(J[r]).any() or (rj.stopped[r] and np.isnan(rj.stop_gradient[r]).any()):
-            continue
-        if rj.stopped[r]:
-            c3 = np.linalg.inv(J[r, :, :3].T @ J[r, :, :3] + prior[:3, :3])
-            g = rj.stop_gradient[r]
-            out[r, :3, :3] = c3
-            out[r, :3, 3] = out[r, 3, :3] = c3 @ g
-            out[r, 3, 3] = g @ c3 @ g
-        else:
-            out[r] = np.linalg.inv(J[r].T @ J[r] + prior)
-    return out
 
 
 def bound_table(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray,
@@ -164,16 +148,10 @@ def bound_table(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray,
 
 
 def _range_units(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's recipe as fractions of the design ranges (cAIBN_0 on a log scale), and the factors
-    that turn d/d(target) into d/d(fraction) per row."""
-    lows, highs = (np.array(v, float) for v in TARGET_RANGES_LOG)
-    span = highs - lows
-    span[1] = np.log(highs[1] / lows[1])
+    """Each row's recipe in the unit box of `design` (cAIBN_0 on a log scale), and the factors that
+    turn d/d(target) into d/d(unit coordinate) per row."""
     y = frame[TARGETS].to_numpy(float)
-    u = np.column_stack([(y[:, 0] - lows[0]) / span[0], np.log(y[:, 1] / lows[1]) / span[1],
-                         (y[:, 2] - lows[2]) / span[2], (y[:, 3] - lows[3]) / span[3]])
-    factor = span[None, :] * np.column_stack([np.ones(len(y)), y[:, 1], np.ones(len(y)), np.ones(len(y))])
-    return u, factor
+    return to_unit(y), unit_span(y)
 
 
 def weakest_direction(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray,
@@ -183,36 +161,31 @@ def weakest_direction(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray,
     change of ln cAIBN_0 per kelvin along it (the initiator-temperature trade-off)."""
     keep = slice(None) if observables == "composite" else slice(0, len(MMD_COLUMNS))
     _, factor = _range_units(frame)
-    span = factor[0] / np.array([1.0, frame.cAIBN_0.iloc[0], 1.0, 1.0])
     rows = []
     for r in np.flatnonzero(~rj.stopped & ~np.isnan(rj.jac).any(axis=(1, 2))):
         _, s, vt = np.linalg.svd(rj.jac[r, keep, :] / sigma[r, keep, None] * factor[r], full_matrices=False)
         v = vt[-1] * (np.sign(vt[-1][2]) or 1.0)
         rows.append({"row": r, "s1": s[0], "s2": s[1], "s3": s[2], "s4": s[3],
                      **{f"v_{t}": x for t, x in zip(TARGETS, v)},
-                     "dlnI_dT": v[1] * span[1] / (v[2] * span[2])})
+                     "dlnI_dT": v[1] * factor[r, 1] / frame.cAIBN_0.iloc[r] / (v[2] * factor[r, 2])})
     return pd.DataFrame(rows).set_index("row")
 
 
-def _from_range_units(u: np.ndarray) -> np.ndarray:
-    """Fractions of the design ranges (cAIBN_0 on a log scale) -> targets in original units."""
-    lows, highs = (np.array(v, float) for v in TARGET_RANGES_LOG)
-    out = lows + u * (highs - lows)
-    out[..., 1] = lows[1] * np.exp(u[..., 1] * np.log(highs[1] / lows[1]))
-    return out
-
-
 def valley_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, scale: float = 1.0,
-                 observables: str = "composite", nodes: int = 24) -> dict:
+                 observables: str = "composite", nodes: int = 24, prior: str = "design") -> dict:
     """Best R² per target when the design's box is what locates a recipe along its weakest direction.
 
-    In range units the posterior of a row is, to first order, Gaussian across the three strong
+    In unit-box coordinates the posterior of a row is, to first order, Gaussian across the three strong
     directions of the noise-scaled Jacobian (variance 1/(s_k² + 12): the data, and a prior as wide as
-    the range) and, along the weakest one, the likelihood N(a_hat, (scale/s_4)²) restricted to the
-    segment of that line inside the box (uniform prior on it).  The Bayes estimate of each target is its
-    posterior mean along the segment (in original units, so cAIBN_0's log scale is handled exactly); the
-    squared error is averaged over the noise of a_hat by Gauss-Hermite quadrature.  Rows that stopped
-    (time set by the stop) are left out; R² is over the remaining rows."""
+    the box) and, along the weakest one, the likelihood N(a_hat, (scale/s_4)²) times the prior on the
+    segment of that line inside the box: uniform in original units (`prior="design"`, as the design's
+    levels are spread), i.e. a density proportional to cAIBN_0 along the line (the box is log-scaled in
+    cAIBN_0), or uniform in the box's coordinates (`prior="log"`: log-uniform in cAIBN_0).  The Bayes
+    estimate of each target is its posterior mean along the segment, in original units; the squared
+    error is averaged over the noise of a_hat by Gauss-Hermite quadrature.  Rows that stopped (time set
+    by the stop) are left out; R² is over the remaining rows."""
+    if prior not in ("design", "log"):
+        raise ValueError(f"prior must be 'design' or 'log', got {prior!r}")
     keep = slice(None) if observables == "composite" else slice(0, len(MMD_COLUMNS))
     u, factor = _range_units(frame)
     ok = ~rj.stopped & ~np.isnan(rj.jac).any(axis=(1, 2))
@@ -227,21 +200,39 @@ def valley_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, scale
         moving = np.abs(v) > 1e-12
         ends = np.stack([(0.0 - u[r, moving]) / v[moving], (1.0 - u[r, moving]) / v[moving]])
         lo, hi = np.max(np.min(ends, axis=0)), np.min(np.max(ends, axis=0))
-        tau = 1.0 / max(s[3], 1e-12)
-        line = np.linspace(lo, hi, 201)
-        along = _from_range_units(u[r] + line[:, None] * v)  # recipes on the valley, original units
-        truth = _from_range_units(u[r])
-        err = []
-        for a_hat in tau * x:
-            if tau > 1e3 * (hi - lo):  # no information along the valley: uniform over the segment
-                dens = np.ones_like(line)
-            else:
-                dens = np.exp(-0.5 * ((line - a_hat) / tau) ** 2)
-            if tau > (hi - lo) / 100 and dens.sum() > 0:
-                estimate = dens @ along / dens.sum()  # posterior mean along the valley
-            else:  # posterior narrower than the grid: at the likelihood's centre
-                estimate = _from_range_units(u[r] + np.clip(a_hat, lo, hi) * v)
-            err.append(estimate - truth)
-        mse[r] = strong * factor[r] ** 2 + w @ np.array(err) ** 2
+        tau = 1.0 / max(s[3], 1e-300)
+        truth = from_unit(u[r])
+        # per noise node, the posterior's support: the segment, or its part within 8 sd of the likelihood
+        a_hat = tau * x
+        c = np.clip(a_hat, lo, hi)
+        t = np.linspace(0.0, 1.0, len(SIMPSON))
+        start, stop = np.maximum(lo, c - 8 * tau), np.minimum(hi, c + 8 * tau)
+        line = start[:, None] + t[None, :] * (stop - start)[:, None]  # (nodes, 201)
+        along = from_unit(u[r] + line[..., None] * v)  # recipes on the valley, original units
+        log_dens = -0.5 * ((line - a_hat[:, None]) / tau) ** 2
+        if prior == "design":
+            log_dens = log_dens + np.log(np.prod(unit_span(along), axis=-1))
+        dens = np.exp(log_dens - log_dens.max(axis=1, keepdims=True)) * SIMPSON
+        err = np.einsum("np,npk->nk", dens, along) / dens.sum(axis=1)[:, None] - truth  # posterior means
+        mse[r] = strong * factor[r] ** 2 + w @ err**2
     y = frame[TARGETS].to_numpy(float)[ok]
     return {t: float(1.0 - mse[ok, j].mean() / y[:, j].var()) for j, t in enumerate(TARGETS)}
+
+
+def stability(frame: pd.DataFrame, settings: dict[str, tuple[float, float]], n_recipes: int = 30,
+              seed: int = 0) -> pd.DataFrame:
+    """How the identifiability numbers move with the numerical settings: on the rows of `n_recipes`
+    random recipes, the median singular values, the median initiator-temperature trade-off and the
+    composite bound at the data's noise, for each named (rtol, step) setting."""
+    groups = frame.groupby(RECIPE_KEY, sort=True).ngroup().to_numpy()
+    chosen = np.random.default_rng(seed).choice(groups.max() + 1, n_recipes, replace=False)
+    rows = frame[np.isin(groups, chosen)].reset_index(drop=True)
+    out = {}
+    for name, (rtol, step) in settings.items():
+        rj = design_jacobians(rows, rtol=rtol, step=step)
+        sigma = noise_model(rows, rj)
+        weak = weakest_direction(rows, rj, sigma)
+        bound = valley_bound(rows, rj, sigma)
+        out[name] = {**{c: weak[c].median() for c in ("s1", "s2", "s3", "s4", "dlnI_dT")},
+                     **{f"bound {t}": bound[t] for t in TARGETS}}
+    return pd.DataFrame(out).T

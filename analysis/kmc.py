@@ -19,9 +19,11 @@ import math
 import numpy as np
 from numba import njit
 
+from .design import SAMPLE_TIMES, X_STOP
 from .kinetics import DEFAULT_PARAMETERS, M_BA, N_AVOGADRO, KineticParameters, RateConstants, Recipe
-from .mmd import EDGE_LENGTHS, inside_fraction, normalise
-from .simulation import SAMPLE_TIMES, X_STOP, Simulation
+from .mmd import EDGE_LENGTHS, bin_lookup, inside_fraction, normalise
+from .ode import run_ode
+from .simulation import Simulation
 
 N_RADICALS = 20  # minimum radicals in the control volume at the start
 MIN_CHAINS = 60_000  # minimum dead chains at the first sample
@@ -202,8 +204,6 @@ def initial_radicals(k: RateConstants, recipe: Recipe) -> float:
 def control_volume(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS,
                    n_radicals: float = N_RADICALS, min_chains: float = MIN_CHAINS) -> float:
     """Control volume (L), rounded to 3 significant digits so molecule counts are reproducible."""
-    from .ode import run_ode
-
     vol = n_radicals / (initial_radicals(params.at(recipe.temp), recipe) * N_AVOGADRO)
     if min_chains > 0:
         first = run_ode(recipe, params, with_mmd=False, sample_times=SAMPLE_TIMES[:1])
@@ -216,6 +216,8 @@ def run_kmc(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, seed
             n_radicals: float = N_RADICALS, min_chains: float = MIN_CHAINS, x_stop: float = X_STOP,
             sample_times: np.ndarray = SAMPLE_TIMES) -> Simulation:
     """Simulate one recipe stochastically; same sampling and stopping rule as the ODE engine."""
+    if not 0 <= int(seed) < 2**32 or int(seed) != seed:
+        raise ValueError(f"the kMC seed must be an integer from 0 to 2**32 - 1, got {seed}")
     k = params.at(recipe.temp)
     vol = control_volume(recipe, params, n_radicals, min_chains)
     na_v = N_AVOGADRO * vol
@@ -223,11 +225,11 @@ def run_kmc(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, seed
     n_i0 = int(round(recipe.cAIBN_0 * na_v))
     n_s0 = int(round(recipe.solvent * na_v))
     n_m_stop = int(math.floor((1.0 - x_stop) * n_m0))
-    lookup = np.searchsorted(EDGE_LENGTHS, np.arange(_LOOKUP_MAX + 1), side="left").astype(np.int64)
+    lookup = bin_lookup(_LOOKUP_MAX)
     t, nm, cells, mom, events, stopped, overflow = _gillespie(
         n_i0, n_m0, n_s0, k.kd, k.f, k.kp / na_v, k.kbb, k.kpt / na_v, k.ktss / na_v, k.ktst / na_v,
         k.ktt / na_v, k.disprop_ss, k.disprop_st, k.disprop_tt, k.ktrM / na_v, k.ktrS / na_v,
-        np.asarray(sample_times, dtype=float), n_m_stop, int(seed) % (2**32), lookup,
+        np.asarray(sample_times, dtype=float), n_m_stop, int(seed), lookup,
         int(100 * initial_radicals(k, recipe) * na_v + 2000))
     if overflow:
         raise RuntimeError(f"kMC radical arrays overflowed for {recipe}; raise max_rad")

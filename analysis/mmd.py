@@ -47,12 +47,15 @@ def schulz2_mass_tail(n: np.ndarray, q: float) -> np.ndarray:
     return np.exp((n - 1.0) * np.log1p(-q)) * (0.5 * n * (n + 1.0) * q * q + (n + 1.0) * p * q + p * p)
 
 
-def cell_masses(q: float, kind: str) -> np.ndarray:
-    """Mass fractions in the 102 cells (below, 100 inside, above) of an instantaneous distribution."""
+def cell_masses(q: float | np.ndarray, kind: str) -> np.ndarray:
+    """Mass fractions in the 102 cells (below, 100 inside, above) of an instantaneous distribution
+    ('flory' or 'schulz2') with stop probability q; for an array of q, one row per value."""
     tail = flory_mass_tail if kind == "flory" else schulz2_mass_tail
-    t = tail(EDGE_LENGTHS, q)
-    cdf = np.concatenate(([0.0], 1.0 - t, [1.0]))
-    return np.diff(cdf)
+    q = np.asarray(q, dtype=float)
+    t = tail(EDGE_LENGTHS, q[..., None]) if q.ndim else tail(EDGE_LENGTHS, q)
+    shape = t.shape[:-1] + (1,)
+    cdf = np.concatenate([np.zeros(shape), 1.0 - t, np.ones(shape)], axis=-1)
+    return np.diff(cdf, axis=-1)
 
 
 def normalise(cells: np.ndarray) -> np.ndarray:

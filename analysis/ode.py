@@ -10,16 +10,45 @@ grid cell by cell with closed-form cumulative sums, so it is exact up to the qua
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .design import SAMPLE_TIMES, X_STOP
 from .kinetics import DEFAULT_PARAMETERS, M_BA, KineticParameters, RateConstants, Recipe
-from .mmd import EDGE_LENGTHS, flory_mass_tail, inside_fraction, normalise, schulz2_mass_tail
-from .simulation import SAMPLE_TIMES, T_END, X_STOP, Simulation
+from .mmd import DLOGM, cell_masses, inside_fraction, normalise
+from .simulation import Simulation
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
-# absolute tolerances for I, M, S, P, Q, lambda0, lambda1, lambda2
+# absolute tolerances for I, M, S, P, Q, lambda0, lambda1, lambda2 at the default rtol (1e-6); a
+# tighter rtol scales them down in proportion
 _ATOL = np.array([1e-13, 1e-11, 1e-11, 1e-18, 1e-17, 1e-14, 1e-11, 1e-7])
+DEFAULT_RTOL = 1e-6
+# A run needs a few thousand right-hand-side evaluations (tens of thousands at rtol 1e-12); past these
+# budgets something is wrong with the recipe or the parameters, and the run stops with a named error.
+MAX_RHS_CALLS = 500_000
+MAX_SECONDS = 120.0
+
+
+class SolverBudgetError(RuntimeError):
+    """A run that exceeded its evaluation or time budget."""
+
+
+def _budgeted(rhs, recipe: Recipe):
+    """The right-hand side, counting its calls against MAX_RHS_CALLS and MAX_SECONDS."""
+    calls = 0
+    deadline = time.monotonic() + MAX_SECONDS
+
+    def counted(t, y):
+        nonlocal calls
+        calls += 1
+        if calls % 1000 == 0 and (calls > MAX_RHS_CALLS or time.monotonic() > deadline):
+            raise SolverBudgetError(f"the deterministic engine did not finish {recipe} within "
+                                    f"{MAX_RHS_CALLS} evaluations or {MAX_SECONDS:g} s")
+        return rhs(t, y)
+
+    return counted
 
 
 def _rhs(k: RateConstants):
@@ -69,14 +98,7 @@ def _formation(k: RateConstants, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 def _cell_rates(stop: np.ndarray, mass1: np.ndarray, mass2: np.ndarray) -> np.ndarray:
     """Mass formation rate in each of the 102 cells, for every quadrature node (nodes x 102)."""
-    n = EDGE_LENGTHS[None, :]
-    q = stop[:, None]
-    cdf1 = 1.0 - flory_mass_tail(n, q)
-    cdf2 = 1.0 - schulz2_mass_tail(n, q)
-    ones, zeros = np.ones((len(stop), 1)), np.zeros((len(stop), 1))
-    c1 = np.diff(np.hstack([zeros, cdf1, ones]), axis=1)
-    c2 = np.diff(np.hstack([zeros, cdf2, ones]), axis=1)
-    return mass1[:, None] * c1 + mass2[:, None] * c2
+    return mass1[:, None] * cell_masses(stop, "flory") + mass2[:, None] * cell_masses(stop, "schulz2")
 
 
 def _quadrature(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
@@ -92,10 +114,15 @@ def _quadrature(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(nodes), np.concatenate(weights)
 
 
-def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol: float = 1e-6,
-            with_mmd: bool = True, x_stop: float = X_STOP,
-            sample_times: np.ndarray = SAMPLE_TIMES) -> Simulation:
-    """Integrate one recipe; samples every 300 s and at the stop (90 % conversion) if it comes first."""
+def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol: float = DEFAULT_RTOL,
+            with_mmd: bool = True, x_stop: float = X_STOP, sample_times: np.ndarray = SAMPLE_TIMES,
+            with_rates: bool = False) -> Simulation:
+    """Integrate one recipe; samples every 300 s and at the stop (90 % conversion) if it comes first.
+
+    `rtol` is LSODA's relative tolerance (absolute tolerances follow it); derivatives by finite
+    differences need a much tighter one than a single run (identifiability).  With `with_rates`,
+    `info["rates"]` holds the exact time derivatives of the observables at each sample (samples x 103:
+    d w(log M)/dt on the grid, then d ln cBA, d ln Mn, d ln Mw / dt)."""
     k = params.at(recipe.temp)
     m0 = recipe.cBA_0
     y0 = [recipe.cAIBN_0, m0, recipe.solvent, 0.0, 0.0, 0.0, 0.0, 0.0]
@@ -105,8 +132,8 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
 
     reached_stop.terminal = True
     reached_stop.direction = -1
-    sol = solve_ivp(_rhs(k), (0.0, float(sample_times[-1])), y0, method="LSODA", rtol=rtol,
-                    atol=_ATOL * max(m0, 1.0), events=reached_stop, dense_output=True)
+    sol = solve_ivp(_budgeted(_rhs(k), recipe), (0.0, float(sample_times[-1])), y0, method="LSODA", rtol=rtol,
+                    atol=_ATOL * (rtol / DEFAULT_RTOL) * max(m0, 1.0), events=reached_stop, dense_output=True)
     if sol.status < 0:
         raise RuntimeError(f"ODE solver failed for {recipe}: {sol.message}")
     stopped = sol.status == 1
@@ -120,10 +147,24 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
     conversion = 1.0 - y[1] / m0
     cells = _cells(k, sol, times) if with_mmd else np.full((len(times), 102), np.nan)
     mmd = normalise(cells) if with_mmd else cells[:, 1:-1]
+    info = {"nfev": int(sol.nfev), "polymer_units": lam1, "mass_inside_grid": inside_fraction(cells)}
+    if with_rates and with_mmd:
+        info["rates"] = _observable_rates(k, times, y, cells)
     return Simulation(recipe=recipe, engine="ode", time=times, conversion=conversion, cBA=y[1],
-                      Mn=M_BA * lam1 / lam0, Mw=M_BA * lam2 / lam1, mmd=mmd, stopped=stopped,
-                      info={"nfev": int(sol.nfev), "polymer_units": lam1,
-                            "mass_inside_grid": inside_fraction(cells)})
+                      Mn=M_BA * lam1 / lam0, Mw=M_BA * lam2 / lam1, mmd=mmd, stopped=stopped, info=info)
+
+
+def _observable_rates(k: RateConstants, times: np.ndarray, y: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """d/dt of w(log M) on the grid and of ln cBA, ln Mn, ln Mw at the samples, from the right-hand side
+    and the instantaneous formation rates of the grid cells (w = c / (sum c * DLOGM))."""
+    rhs = _rhs(k)
+    dy = np.array([rhs(t, y[:, i]) for i, t in enumerate(times)]).T
+    c, dc = cells[:, 1:-1], _cell_rates(*_formation(k, y))[:, 1:-1]
+    total, dtotal = c.sum(axis=1, keepdims=True), dc.sum(axis=1, keepdims=True)
+    dw = (dc - c / total * dtotal) / (total * DLOGM)
+    lam0, lam1, lam2 = y[5], y[6], y[7]
+    logs = np.column_stack([dy[1] / y[1], dy[6] / lam1 - dy[5] / lam0, dy[7] / lam2 - dy[6] / lam1])
+    return np.hstack([dw, logs])
 
 
 def _cells(k: RateConstants, sol, times: np.ndarray) -> np.ndarray:
@@ -139,5 +180,3 @@ def _cells(k: RateConstants, sol, times: np.ndarray) -> np.ndarray:
         t_prev = float(t)
     return np.array(out)
 
-
-__all__ = ["run_ode", "T_END"]

@@ -1,26 +1,57 @@
-"""Figures of the book (matplotlib).  Each function draws one figure and returns it."""
+"""Figures of the book.  Each function draws one figure and returns it; one seaborn theme for all.
+
+Statistical figures (parity, counts per level, learning curves, coverage) are drawn with seaborn; curves
+of distributions and simulations with matplotlib under the same theme.
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
-from .dataset import TARGETS
+from .design import STUDY_RANGES, TARGETS, UNITS
 from .mmd import LOGM, MMD_COLUMNS
-from .models import TARGET_RANGES
 
-UNITS = {"cBA_0": "mol/L", "cAIBN_0": "mol/L", "temp": "°C", "time": "s"}
+THEME = {"context": "notebook", "style": "whitegrid", "palette": "colorblind", "font_scale": 0.85}
+WIDE = (11, 3.4)  # a row of four panels
+SINGLE = (6.5, 3.8)
+
+
+def use_theme() -> None:
+    """The book's one figure style (called on import of this module)."""
+    sns.set_theme(**THEME, rc={"figure.dpi": 100, "savefig.bbox": "tight", "legend.fontsize": 7,
+                               "axes.titlesize": 10})
+
+
+use_theme()
 
 
 def mmd_over_time(rows: pd.DataFrame, title: str = ""):
     """w(log M) of one recipe at each of its sampling times."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    colours = plt.cm.viridis(np.linspace(0, 1, len(rows)))
+    fig, ax = plt.subplots(figsize=SINGLE)
+    colours = sns.color_palette("viridis", len(rows))
     for colour, (_, row) in zip(colours, rows.sort_values("time").iterrows()):
         ax.plot(LOGM, row[MMD_COLUMNS].to_numpy(float), color=colour, lw=1.2, label=f"{row.time:.0f} s")
     ax.set(xlabel="log10 M (g/mol)", ylabel="w(log M)", title=title)
-    ax.legend(fontsize=7, ncol=2, title="time")
+    ax.legend(ncol=2, title="time")
+    fig.tight_layout()
+    return fig
+
+
+def engine_comparison(pairs: list, which: tuple[int, ...] = (0, 4)):
+    """MMDs of the two engines (lines: deterministic, dots: kMC) for some recipes of the agreement table,
+    at 300 s, 1800 s and the last sample."""
+    fig, axes = plt.subplots(1, len(which), figsize=(5.5 * len(which), 3.6))
+    for ax, (kmc, ode) in zip(np.atleast_1d(axes), [pairs[k] for k in which]):
+        for i, colour in zip([0, 5, len(ode.time) - 1], sns.color_palette(n_colors=3)):
+            ax.plot(LOGM, ode.mmd[i], color=colour, label=f"{ode.time[i]:.0f} s")
+            ax.plot(LOGM, kmc.mmd[min(i, len(kmc.time) - 1)], ".", ms=3, color=colour)
+        r = ode.recipe
+        ax.set(title=f"{r.cBA_0} mol/L BA, {r.cAIBN_0} mol/L AIBN, {r.temp:g} °C", xlabel="log10 M",
+               ylabel="w(log M)")
+        ax.legend()
     fig.tight_layout()
     return fig
 
@@ -29,9 +60,9 @@ def conversion_curves(frame: pd.DataFrame, cAIBN_0: float):
     """Conversion against time for every temperature (colour) and cBA_0 (panel), one initiator level."""
     sub = frame[np.isclose(frame.cAIBN_0, cAIBN_0)]
     levels = sorted(sub.cBA_0.unique())
-    fig, axes = plt.subplots(1, len(levels), figsize=(2.2 * len(levels), 3.2), sharey=True)
+    fig, axes = plt.subplots(1, len(levels), figsize=(1.85 * len(levels), 3.2), sharey=True)
     temps = sorted(sub.temp.unique())
-    colours = plt.cm.plasma(np.linspace(0, 0.9, len(temps)))
+    colours = sns.color_palette("plasma", len(temps))
     for ax, c in zip(np.atleast_1d(axes), levels):
         for colour, t in zip(colours, temps):
             r = sub[np.isclose(sub.cBA_0, c) & (sub.temp == t)].sort_values("time")
@@ -45,25 +76,28 @@ def conversion_curves(frame: pd.DataFrame, cAIBN_0: float):
     return fig
 
 
-def coverage_bars(tables: dict[str, pd.DataFrame]):
+def stops_bars(tables: dict[str, pd.DataFrame]):
     """The study's three coverage figures: recipes reaching 90 % per level of temp, cAIBN_0, cBA_0."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(4 * len(tables), 3.2))
+    fig, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 3.2))
     for ax, (factor, table) in zip(np.atleast_1d(axes), tables.items()):
-        labels = [f"{v:g}" for v in table.index]
-        ax.bar(labels, table.recipes, color="lightgrey", label="recipes")
-        ax.bar(labels, table.reach_90, color="tab:red", label="reach 90 % before 3600 s")
+        long = pd.DataFrame({"level": [f"{v:g}" for v in table.index], "recipes": table.recipes,
+                             "reach 90 % before 3600 s": table.reach_90})
+        sns.barplot(long, x="level", y="recipes", color="lightgrey", label="recipes", ax=ax)
+        sns.barplot(long, x="level", y="reach 90 % before 3600 s", color="tab:red",
+                    label="reach 90 % before 3600 s", ax=ax)
         ax.set(xlabel=factor, ylabel="recipes")
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-    np.atleast_1d(axes)[0].legend(fontsize=7)
+        if ax is not np.atleast_1d(axes)[0]:
+            ax.get_legend().remove()
     fig.tight_layout()
     return fig
 
 
 def parity(y_true: np.ndarray, y_pred: np.ndarray, title: str = ""):
     """Predicted against real value for each of the four targets."""
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
+    fig, axes = plt.subplots(1, 4, figsize=WIDE)
     for j, (ax, name) in enumerate(zip(axes, TARGETS)):
-        ax.scatter(y_true[:, j], y_pred[:, j], s=5, alpha=0.4)
+        sns.scatterplot(x=y_true[:, j], y=y_pred[:, j], s=8, alpha=0.4, linewidth=0, ax=ax)
         lo, hi = y_true[:, j].min(), y_true[:, j].max()
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set(xlabel=f"real {name} ({UNITS[name]})", ylabel="predicted", title=name)
@@ -74,7 +108,7 @@ def parity(y_true: np.ndarray, y_pred: np.ndarray, title: str = ""):
 
 def importance_bars(series: pd.Series, title: str = ""):
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.barh(series.index[::-1], series.to_numpy()[::-1])
+    sns.barplot(x=series.to_numpy(), y=list(series.index), orient="h", color=sns.color_palette()[0], ax=ax)
     ax.set(xlabel="impurity-based importance", title=title)
     fig.tight_layout()
     return fig
@@ -94,7 +128,7 @@ def loss_curves(history: dict):
 
 def example_mmd(w: np.ndarray, real: dict, predicted: dict):
     """One MMD with its real and predicted recipe in the legend."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=SINGLE)
     text = "\n".join(f"{k}: real {real[k]:.4g}, predicted {predicted[k]:.4g} {UNITS[k]}" for k in TARGETS)
     ax.plot(LOGM, w, color="k")
     ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=8, family="monospace")
@@ -106,7 +140,7 @@ def example_mmd(w: np.ndarray, real: dict, predicted: dict):
 def bound_curves(tables: dict[str, pd.DataFrame], achieved: dict[str, dict] | None = None):
     """Best reachable R² per target against the noise level (x kMC), one line per observable set;
     `achieved` marks models' R² on unseen recipes at the kMC noise (x = 1)."""
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.3), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=WIDE, sharey=True)
     for ax, name in zip(axes, TARGETS):
         for (label, table), style in zip(tables.items(), ("-o", "--s")):
             ax.semilogx(table.index, table[name], style, ms=3, label=label)
@@ -115,50 +149,62 @@ def bound_curves(tables: dict[str, pd.DataFrame], achieved: dict[str, dict] | No
         ax.axhline(0.95, color="grey", lw=0.6, ls=":")
         ax.set(title=name, xlabel="noise / kMC noise", ylim=(-0.05, 1.02))
     axes[0].set_ylabel("best reachable R²")
-    axes[-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def uncertainty_map(frame: pd.DataFrame, sd: np.ndarray, target: str):
-    """Median posterior standard deviation of one target (as % of its range) over the design's
-    temperature x initiator levels (median over cBA_0 and time)."""
-    lo, hi = TARGET_RANGES[target]
-    table = (pd.DataFrame({"temp": frame.temp, "cAIBN_0": frame.cAIBN_0, "sd": 100 * sd / (hi - lo)})
-             .groupby(["cAIBN_0", "temp"]).sd.median().unstack())
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    im = ax.imshow(table.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(table.columns)), [f"{t:g}" for t in table.columns])
-    ax.set_yticks(range(len(table.index)), [f"{c:g}" for c in table.index])
-    ax.set(xlabel="temp (°C)", ylabel="cAIBN_0 (mol/L)",
-           title=f"best possible sd of {target}, % of its range")
-    fig.colorbar(im, ax=ax)
+    axes[-1].legend(loc="lower left")
     fig.tight_layout()
     return fig
 
 
 def mmd_overlay(runs: dict[str, np.ndarray], reference: tuple[str, np.ndarray] | None = None):
     """Several MMDs on one axis (labels in the legend), with an optional reference drawn thick."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=SINGLE)
     if reference is not None:
         ax.plot(LOGM, reference[1], "k", lw=2.5, alpha=0.6, label=reference[0])
     for (label, w), style in zip(runs.items(), ["-", "--", ":", "-."] * 3):
         ax.plot(LOGM, w, style, lw=1.4, label=label)
     ax.set(xlabel="log10 M (g/mol)", ylabel="w(log M)")
-    ax.legend(fontsize=7)
+    ax.legend()
     fig.tight_layout()
     return fig
 
 
 def learning_curves(table: pd.DataFrame):
     """R² on unseen recipes against the number of training recipes (mean and range over the folds)."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    recipes = table.groupby("fraction")["training recipes"].mean()
-    for name in TARGETS + ["global"]:
-        g = table.groupby("fraction")[name]
-        ax.plot(recipes, g.mean(), "-o", ms=3, label=name, lw=2 if name == "global" else 1)
-        ax.fill_between(recipes, g.min(), g.max(), alpha=0.15)
+    long = table.melt(id_vars=["fold", "fraction", "training recipes"], value_vars=TARGETS + ["global"],
+                      var_name="target", value_name="R²")
+    fig, ax = plt.subplots(figsize=SINGLE)
+    sns.lineplot(long, x="training recipes", y="R²", hue="target", marker="o", errorbar=("pi", 100), ax=ax)
     ax.set(xlabel="training recipes", ylabel="R² on unseen recipes", ylim=(0, 1.02))
-    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def interval_widths(low: pd.DataFrame, high: pd.DataFrame):
+    """Distribution of the intervals' widths per target, as a fraction of the study's range."""
+    width = pd.DataFrame({t: (high[t] - low[t]) / np.diff(STUDY_RANGES[t])[0] for t in TARGETS})
+    long = width.melt(var_name="target", value_name="width / range")
+    fig, ax = plt.subplots(figsize=SINGLE)
+    sns.boxplot(long, x="target", y="width / range", hue="target", fliersize=1, ax=ax)
+    ax.set(xlabel="", ylabel="90 % interval width / range", ylim=(0, 1.05))
+    fig.tight_layout()
+    return fig
+
+
+def valley_posterior(post, truth: dict | None = None):
+    """The inversion's posterior along the valley: the mass per degree of each profile temperature, and
+    the initiator and time of the recipes along it (truth marked if known)."""
+    fig, axes = plt.subplots(1, 3, figsize=WIDE)
+    width = post.cells[:, 1] - post.cells[:, 0]
+    axes[0].bar(post.cells[:, 0], post.weights / width, width=width, align="edge", alpha=0.6)
+    axes[0].set(xlabel="temp (°C)", ylabel="posterior density (1/°C)")
+    for ax, j, name in ((axes[1], 1, "cAIBN_0"), (axes[2], 3, "time")):
+        ax.plot(post.temps, post.centres[:, j], "o-", ms=3)
+        ax.set(xlabel="temp (°C)", ylabel=f"{name} ({UNITS[name]}) on the valley")
+    for ax, name in zip(axes, ("temp", "cAIBN_0", "time")):
+        if truth is not None:
+            if name == "temp":
+                ax.axvline(truth["temp"], color="k", ls=":", lw=1, label="truth")
+                ax.legend()
+            else:
+                ax.plot([truth["temp"]], [truth[name]], "k*", ms=9)
     fig.tight_layout()
     return fig

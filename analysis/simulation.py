@@ -1,4 +1,4 @@
-"""What a simulation returns, the sampling and stopping rules shared by both engines."""
+"""What a simulation returns (one run of one recipe, sampled), and how two runs are compared."""
 
 from __future__ import annotations
 
@@ -6,14 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kinetics import DEFAULT_PARAMETERS, KineticParameters, Recipe
-from .mmd import LOGM
-
-SAMPLE_EVERY = 300.0  # s
-T_END = 3600.0  # s
-SAMPLE_TIMES = np.arange(SAMPLE_EVERY, T_END + 1.0, SAMPLE_EVERY)  # 300, 600, ..., 3600
-X_STOP = 0.90  # a run stops when monomer conversion reaches 90 %
-ENGINES = ("ode", "kmc")
+from .design import SAMPLE_TIMES
+from .kinetics import Recipe
+from .mmd import LOGM, l1_distance
 
 
 @dataclass
@@ -52,26 +47,12 @@ class Simulation:
         }
 
 
-def simulate(recipe: Recipe, engine: str = "ode", params: KineticParameters = DEFAULT_PARAMETERS,
-             **options) -> Simulation:
-    """Run one recipe with the deterministic ('ode') or the kinetic Monte Carlo ('kmc') engine."""
-    if engine == "ode":
-        from .ode import run_ode
-        return run_ode(recipe, params, **options)
-    if engine == "kmc":
-        from .kmc import run_kmc
-        return run_kmc(recipe, params, **options)
-    raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
-
-
 def compare_runs(a: Simulation, b: Simulation) -> dict:
     """Largest differences between two runs of one recipe, over the samples both have.
 
     Samples on the 300 s grid are matched by time; if both runs stopped at 90 % conversion, their stop
     samples are matched too (same conversion, slightly different times).
     """
-    from .mmd import l1_distance
-
     pairs = [(i, j) for i, ta in enumerate(a.time) for j, tb in enumerate(b.time)
              if ta == tb and ta in SAMPLE_TIMES]
     if a.stopped and b.stopped:
@@ -86,33 +67,3 @@ def compare_runs(a: Simulation, b: Simulation) -> dict:
         "stopped": (a.stopped, b.stopped),
         "t_stop": (a.t_stop, b.t_stop),
     }
-
-
-# The study's design: 6 x 8 x 9 = 432 recipes.
-CBA0_LEVELS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # mol/L
-CAIBN0_LEVELS = tuple(round(0.0025 * i, 4) for i in range(1, 9))  # mol/L
-TEMP_LEVELS = (60.0, 63.0, 65.0, 68.0, 70.0, 73.0, 75.0, 78.0, 80.0)  # °C
-
-
-def design() -> list[Recipe]:
-    """The 432 recipes in a fixed order (cBA_0, then cAIBN_0, then temp); the index is the recipe id."""
-    return [Recipe(c, i, t) for c in CBA0_LEVELS for i in CAIBN0_LEVELS for t in TEMP_LEVELS]
-
-
-AGREEMENT_RECIPES = ((0.5, 0.0025, 60.0), (3.0, 0.0025, 80.0), (0.5, 0.02, 80.0), (3.0, 0.02, 60.0),
-                     (1.5, 0.01, 70.0))  # the four (cBA_0, temp) corners at both initiator ends, centre
-
-
-def agreement_table(recipes=AGREEMENT_RECIPES, seed: int = 11) -> tuple[list, list]:
-    """kMC against deterministic runs of each recipe: largest differences over the samples."""
-    rows, pairs = [], []
-    for levels in recipes:
-        recipe = Recipe(*levels)
-        kmc, ode = simulate(recipe, "kmc", seed=seed), simulate(recipe, "ode")
-        c = compare_runs(kmc, ode)
-        rows.append({"cBA_0": recipe.cBA_0, "cAIBN_0": recipe.cAIBN_0, "temp": recipe.temp,
-                     "samples": c["samples"], "stops at 90 %": ode.stopped,
-                     "max |ΔX|": c["conversion"], "max ΔMn/Mn": c["Mn_rel"],
-                     "max ΔMw/Mw": c["Mw_rel"], "max MMD L1": c["mmd_l1"]})
-        pairs.append((kmc, ode))
-    return rows, pairs

@@ -1,15 +1,16 @@
-"""Nested hyperparameter search: tuned only inside the training recipes of each outer fold.
+"""Hyperparameter searches: the study's random-forest search over rows, and nested searches tuned only
+inside the training recipes of each outer grouped fold.
 
-The outer loop is the grouped 5-fold split of `evaluation.recipe_fold_indices`; inside each training
-fold an inner GroupKFold(3) over its recipes scores the candidates, so no test recipe ever influences
-a choice.  Results (the winner and the inner scores of every candidate, per outer fold) are stored in
-`data/nested_tuning.json`; chapter 9 refits each outer fold with its own winner.
+The study's search (`run_study_search`, `data/hyperparameters.json`) is RandomizedSearchCV(n_iter=20,
+cv=3) on the study's split.  In the nested searches the outer loop is the grouped 5-fold split of
+`evaluation.recipe_fold_indices`; inside each training fold an inner GroupKFold(3) over its recipes
+scores the candidates, so no test recipe ever influences a choice.  Results (the winner and the inner
+scores of every candidate, per outer fold) are stored in `data/nested_tuning.json`; chapter 9 refits
+each outer fold with its own winner.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,29 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from sklearn.model_selection import GroupKFold, ParameterSampler, RandomizedSearchCV, cross_val_score
 from tqdm import tqdm
 
-from .dataset import DATA_DIR, TARGETS, dataset_path
+from .dataset import load_dataset
+from .design import FEATURE_SETS, TARGETS, recipe_groups
 from .evaluation import recipe_fold_indices
-from .models import RF_SEARCH_SPACE, file_sha256, n_jobs, recipe_groups, scaled_split
-from .recipe_models import HGB_SPACE, BoostedModel
+from .hyperparameters import NESTED_SEARCH, STUDY_SEARCH, stamp, write_stored
+from .new_models import HGB_SPACE, BoostedModel
+from .study_models import RF_SEARCH_SPACE, scaled_split, study_split, tune_rf
+from .workers import n_jobs
 
-NESTED = DATA_DIR / "nested_tuning.json"
+
+def run_study_search(data: Path | str | None = None, out: Path | str = STUDY_SEARCH,
+                     verbose: int = 0) -> dict:
+    """The study's RF search for both feature sets; stores the winners with date and checksum."""
+    frame = load_dataset(data)
+    stored = {**stamp(data), "search_space": RF_SEARCH_SPACE}
+    for features in FEATURE_SETS:
+        search = tune_rf(study_split(frame, features), verbose=verbose)
+        stored[f"rf_{features}"] = {
+            "params": search.best_params_, "cv_r2": float(search.best_score_),
+            "candidates": [{**p, "cv_r2": float(s)} for p, s in
+                           zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])],
+        }
+    write_stored(stored, out)
+    return stored
 
 
 def nested_rf(frame: pd.DataFrame, features: str = "composite", n_candidates: int = 6,
@@ -61,25 +79,12 @@ def nested_hgb(frame: pd.DataFrame, features: str = "composite", n_candidates: i
     return out
 
 
-def run_nested(path: Path | str | None = None, out: Path | str = NESTED) -> dict:
-    """Both searches, composite features, stored with date and the workbook's checksum."""
-    from .dataset import load_dataset
-
-    frame = load_dataset(path)
-    stored = {"date": date.today().isoformat(), "data": dataset_path(path).name,
-              "data_sha256": file_sha256(dataset_path(path)), "outer": "GroupKFold(5) over recipes",
+def run_nested(data: Path | str | None = None, out: Path | str = NESTED_SEARCH) -> dict:
+    """Both nested searches, composite features, stored with date and the workbook's checksum."""
+    frame = load_dataset(data)
+    stored = {**stamp(data), "outer": "GroupKFold(5) over recipes",
               "inner": "GroupKFold(3) over the training recipes",
               "hgb_space": HGB_SPACE, "rf_space": RF_SEARCH_SPACE,
               "hgb_composite": nested_hgb(frame, "composite"), "rf_composite": nested_rf(frame, "composite")}
-    Path(out).write_text(json.dumps(stored, indent=1, default=str) + "\n")
-    return stored
-
-
-def stored_nested(file: Path | str = NESTED, path: Path | str | None = None) -> dict:
-    """Stored nested-search results; warns if they were tuned on another workbook."""
-    import warnings
-
-    stored = json.loads(Path(file).read_text())
-    if stored["data_sha256"] != file_sha256(dataset_path(path)):
-        warnings.warn(f"{Path(file).name} was tuned on another workbook; run `make tune` again", stacklevel=2)
+    write_stored(stored, out)
     return stored

@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 
+from analysis.design import design
+from analysis.engines import simulate
 from analysis.kinetics import N_AVOGADRO, Recipe
 from analysis.kmc import control_volume
-from analysis.simulation import design, simulate
 
 CORES = 2
 

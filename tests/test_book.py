@@ -25,7 +25,11 @@ def test_reference_notebook_matches_its_source_and_is_executed(chapter):
     code = [c.source for c in source.cells if c.cell_type == "code"]
     assert [c.source for c in reference.cells if c.cell_type == "code"] == code, \
         f"{chapter}.ipynb is stale: run `make notebooks`"
-    checked = [c for c in reference.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]
+    tags = [c.metadata.get("tags", []) for c in source.cells if c.cell_type == "code"]
+    assert [c.metadata.get("tags", []) for c in reference.cells if c.cell_type == "code"] == tags
+    assert not any("NBVAL_CHECK_OUTPUT" in c for c in code), "mark checked cells with the tag, not a comment"
+    checked = [c for c in reference.cells
+               if c.cell_type == "code" and "nbval-check-output" in c.metadata.get("tags", [])]
     assert checked, f"{chapter} has no headline cell checked by nbval"
     for cell in checked:
         assert cell.execution_count and any(o.get("name") == "stdout" for o in cell.outputs), \

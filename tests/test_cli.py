@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from analysis.simulation import SAMPLE_TIMES
+from analysis.design import SAMPLE_TIMES
 
 
 def run_cli(*args):
@@ -48,6 +48,7 @@ def test_simulate_refuses_bad_input_without_traceback(args, words):
     assert words in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_sweep_writes_the_whole_design(tmp_path):
     path = tmp_path / "sweep.csv"
     out = run_cli("sweep", "--out", str(path), "--quiet")
@@ -64,16 +65,11 @@ def test_sweep_writes_the_whole_design(tmp_path):
     assert (pivot.diff(axis=1).iloc[:, 1:] >= -1e-12).all().all()
 
 
-def test_evaluate_json_fields_and_model_names(tmp_path):
-    from analysis.dataset import SHEETS, TARGETS, load_dataset
+@pytest.mark.slow
+def test_evaluate_json_fields_and_model_names(small_workbook):
+    from analysis.design import TARGETS
 
-    frame = load_dataset()
-    recipes = frame.groupby(["cBA_0", "cAIBN_0", "temp"]).ngroup()
-    small = frame[recipes % 8 == 0]  # 54 of the 432 recipes, all rows of each
-    path = tmp_path / "small.xlsx"
-    with pd.ExcelWriter(path) as writer:
-        for sheet, columns in SHEETS.items():
-            small[columns].to_excel(writer, sheet_name=sheet, index=False)
+    path = small_workbook
     for model, split in (("knn", "recipes"), ("best", "rows")):
         r = run_cli("evaluate", "--model", model, "--features", "mmd", "--split", split, "--data", str(path),
                     "--json")
@@ -86,3 +82,7 @@ def test_evaluate_json_fields_and_model_names(tmp_path):
     assert out["model"] == "best" and out["best"] == "hgb"
     r = run_cli("evaluate", "--model", "forest")
     assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
+    # the study's forest on another workbook: the stored hyperparameters belong to ours, and it says so
+    r = run_cli("evaluate", "--model", "rf", "--features", "mmd", "--data", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    assert "tuned on another workbook" in r.stderr and "small.xlsx" in r.stderr

@@ -10,18 +10,25 @@ import pytest
 
 from analysis.dataset import (
     DEFAULT_SEED,
-    EXTRA_FEATURES,
     SHEETS,
-    TARGETS,
     WORKBOOK,
     DatasetError,
-    card_figures,
     generate,
     load_dataset,
     write_workbook,
 )
+from analysis.dataset_summary import card_figures
+from analysis.design import (
+    CAIBN0_LEVELS,
+    CBA0_LEVELS,
+    EXTRA_FEATURES,
+    SAMPLE_TIMES,
+    TARGETS,
+    TEMP_LEVELS,
+    design,
+)
+from analysis.engines import simulate
 from analysis.mmd import DLOGM, MMD_COLUMNS, l1_distance
-from analysis.simulation import CAIBN0_LEVELS, CBA0_LEVELS, SAMPLE_TIMES, TEMP_LEVELS, design, simulate
 
 pytestmark = pytest.mark.skipif(not WORKBOOK.exists(), reason="no committed workbook")
 CARD = WORKBOOK.parent / "README.md"
@@ -30,11 +37,6 @@ CARD = WORKBOOK.parent / "README.md"
 @pytest.fixture(scope="module")
 def sheets():
     return pd.read_excel(WORKBOOK, sheet_name=None)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset()
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,7 @@ def test_physics_of_every_row(data, runs):
     np.testing.assert_allclose(stop, 0.9, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_sample_of_rows_agrees_with_the_deterministic_engine(runs, data):
     rng = np.random.default_rng(0)
     ids = rng.choice(432, size=12, replace=False)
@@ -100,6 +103,7 @@ def test_a_sample_of_rows_agrees_with_the_deterministic_engine(runs, data):
         assert l1_distance(kmc[MMD_COLUMNS].to_numpy()[:n], ode.mmd[:n]).max() < 0.05, rid
 
 
+@pytest.mark.slow
 def test_two_recipes_regenerated_with_the_committed_seed_are_identical(sheets, tmp_path):
     """Regenerated and written like the committed file (the xlsx stores 16 significant digits)."""
     wanted = {(0.5, 0.02, 80.0), (2.0, 0.01, 73.0)}  # one that stops at 90 %, one that does not

@@ -5,24 +5,33 @@ import math
 import numpy as np
 import pytest
 
+from analysis.design import SAMPLE_TIMES
+from analysis.engines import AGREEMENT_RECIPES as LEVELS
+from analysis.engines import agreement_table, simulate
 from analysis.kinetics import DEFAULT_PARAMETERS, Recipe
 from analysis.mmd import DLOGM, LOGM, averages, l1_distance
-from analysis.simulation import SAMPLE_TIMES, compare_runs, simulate
+from analysis.simulation import compare_runs
 
 ORIENTATION = Recipe(1.0, 0.02, 70.0)
 # spread over the design: the four (cBA_0, temp) corners at both initiator extremes, and the centre
-AGREEMENT_RECIPES = [Recipe(0.5, 0.0025, 60.0), Recipe(3.0, 0.0025, 80.0), Recipe(0.5, 0.02, 80.0),
-                     Recipe(3.0, 0.02, 60.0), Recipe(1.5, 0.01, 70.0)]
+AGREEMENT_RECIPES = [Recipe(*levels) for levels in LEVELS]
 
 
 @pytest.fixture(scope="module")
-def kmc_runs():
-    return {r: simulate(r, "kmc", seed=11) for r in AGREEMENT_RECIPES}
+def pairs():
+    """The agreement runs of chapter 2 (kMC seed 11 and deterministic), shared with it through the
+    run's cache."""
+    return agreement_table()[1]
 
 
 @pytest.fixture(scope="module")
-def ode_runs():
-    return {r: simulate(r, "ode") for r in AGREEMENT_RECIPES}
+def kmc_runs(pairs):
+    return {r: kmc for r, (kmc, _) in zip(AGREEMENT_RECIPES, pairs)}
+
+
+@pytest.fixture(scope="module")
+def ode_runs(pairs):
+    return {r: ode for r, (_, ode) in zip(AGREEMENT_RECIPES, pairs)}
 
 
 def test_closed_form_conversion_of_ideal_kinetics():
@@ -60,6 +69,7 @@ def test_backbiting_makes_mcrs_the_majority_and_slows_the_rate():
     assert ideal.stopped and ideal.t_stop < 1800
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["ode", "kmc"])
 def test_physics_of_each_engine(engine, kmc_runs, ode_runs):
     runs = kmc_runs if engine == "kmc" else ode_runs
@@ -85,6 +95,7 @@ def test_physics_of_each_engine(engine, kmc_runs, ode_runs):
             np.testing.assert_array_equal(run.time, SAMPLE_TIMES)
 
 
+@pytest.mark.slow
 def test_engines_agree_across_the_design(kmc_runs, ode_runs):
     for recipe in AGREEMENT_RECIPES:
         c = compare_runs(kmc_runs[recipe], ode_runs[recipe])
@@ -107,6 +118,17 @@ def test_kmc_is_reproducible_and_seeded():
     assert not np.array_equal(a.mmd, c.mmd)
     # two seeds differ only by noise
     assert l1_distance(a.mmd, c.mmd).max() < 0.06
+
+
+def test_rtol_sets_the_accuracy_of_the_deterministic_engine():
+    # runs at rtol 1e-6 and 1e-9 differ by about the looser tolerance; 1e-12 and 1e-13 by far less
+    r = Recipe(1.5, 0.01, 70.0)
+    loose, tight = simulate(r, "ode", rtol=1e-6), simulate(r, "ode", rtol=1e-9)
+    tighter, tightest = simulate(r, "ode", rtol=1e-12), simulate(r, "ode", rtol=1e-13)
+    d1 = np.abs(loose.conversion - tight.conversion).max()
+    d2 = np.abs(tighter.conversion - tightest.conversion).max()
+    assert 1e-9 < d1 < 1e-4 and d2 < 1e-9 and d2 < 1e-3 * d1
+    assert l1_distance(tighter.mmd, tightest.mmd).max() < 1e-9
 
 
 def test_stop_rule_at_90_percent_conversion():

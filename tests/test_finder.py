@@ -1,4 +1,4 @@
-"""The recipe finder: reading SEC exports, refusing bad ones, physics inversion, the invert command."""
+"""The physics inversion's posterior along the valley, the round trip, the finder and `invert`."""
 
 import json
 import subprocess
@@ -6,103 +6,128 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from analysis.finder import InputError, read_sec_file, resample
-from analysis.inversion import BOUNDS, Observation, forward, invert
-from analysis.mmd import DLOGM, LOGM, l1_distance
+from analysis.design import BOX, CENTRE, TARGETS, from_unit, to_unit
+from analysis.inversion import (
+    Observation,
+    ProfilePoint,
+    conditional_fit,
+    forward,
+    invert,
+    posterior_from_profile,
+    profile,
+    profile_table,
+)
+from analysis.mmd import MMD_COLUMNS
+from analysis.roundtrip import interval_hits, roundtrip_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 TRUTH = json.loads((EXAMPLES / "truth.json").read_text())
+OFF_GRID = {"cBA_0": 2.2, "cAIBN_0": 0.0042, "temp": 66.5, "time": 2250.0}
 
 
-HIGH = np.linspace(5, 7.5, 40)  # a grid that reaches beyond the model's
+def _observe(recipe: dict, noise: float = 0.0, seed: int = 0) -> Observation:
+    """The deterministic polymer of a recipe, optionally with kMC-like noise: sd 0.012 sqrt(w) on each
+    MMD point (the workbook's kMC scatter is 0.015 where w is near 1), 0.3 % on cBA_time, Mn and Mw."""
+    sim = forward(recipe)
+    rng = np.random.default_rng(seed)
+    w = sim["mmd"] + noise * 0.012 * np.sqrt(sim["mmd"]) * rng.standard_normal(100)
+    extras = [sim[n] * (1 + noise * 0.003 * rng.standard_normal()) for n in ("cBA_time", "Mn", "Mw")]
+    return Observation(np.clip(w, 0.0, None), *extras)
 
 
-def _gauss(logm, centre=4.8, width=0.35):
-    return np.exp(-0.5 * ((logm - centre) / width) ** 2)
+@pytest.fixture(scope="module")
+def noise_free():
+    return invert(_observe(OFF_GRID), starts=[CENTRE])
 
 
-def test_resample_is_unit_area_and_independent_of_grid_and_scale():
-    coarse = np.linspace(2.5, 6.3, 60)
-    fine = np.linspace(2.2, 6.45, 700)
-    a = resample(coarse, 5.0 * _gauss(coarse))
-    b = resample(10.0 ** fine, 0.01 * _gauss(fine))  # given as M, another scale
-    assert a.sum() * DLOGM == pytest.approx(1.0) and b.sum() * DLOGM == pytest.approx(1.0)
-    assert l1_distance(a, b) < 0.01
-    assert l1_distance(b, _gauss(LOGM) / (_gauss(LOGM).sum() * DLOGM)) < 0.01
-
-
-def test_number_distribution_is_converted_to_mass():
-    w = _gauss(LOGM)
-    dn = w / 10.0 ** LOGM
-    np.testing.assert_allclose(resample(LOGM, dn, signal="dn"), w / (w.sum() * DLOGM), rtol=1e-9)
-
-
-@pytest.mark.parametrize("text, words", [
-    ("logM,w\n3,1\n4,2\n", "at least 10 points"),
-    ("\n".join(f"{x:.2f};{-1.0 if i == 20 else 1.0}" for i, x in enumerate(np.linspace(3, 6, 40))),
-     "negative signal"),
-    ("\n".join(f"{x:.2f},{v:.4f}" for x, v in zip(HIGH, _gauss(HIGH, 6.8))), "outside the model grid"),
-    ("\n".join(f"{x:.2f},{'nan' if i == 5 else 1.0}" for i, x in enumerate(np.linspace(3, 6, 40))), "NaN"),
-    ("\n".join(["logM,w"] + [f"{x:.2f},1" for x in np.linspace(3, 6, 20)] + ["oops,1"]), "non-numeric line"),
-])
-def test_bad_files_get_a_named_error(tmp_path, text, words):
-    path = tmp_path / "bad.csv"
-    path.write_text(text)
-    with pytest.raises(InputError, match=words):
-        read_sec_file(path)
-
-
-def test_example_files_are_read_with_their_formats():
-    for name, truth in TRUTH.items():
-        w = read_sec_file(EXAMPLES / name, signal=truth["signal"])
-        assert w.shape == (100,) and w.sum() * DLOGM == pytest.approx(1.0)
-
-
-def test_inversion_recovers_an_off_grid_noise_free_recipe():
-    truth = {"cBA_0": 2.2, "cAIBN_0": 0.0042, "temp": 66.5, "time": 2250.0}
-    sim = forward(truth)
-    result = invert(Observation(sim["mmd"], sim["cBA_time"], sim["Mn"], sim["Mw"]),
-                    starts=[{"cBA_0": 1.75, "cAIBN_0": 0.007, "temp": 70.0, "time": 1800.0}])
-    assert result.mmd_l1 < 2e-3  # it makes the same polymer
-    for name in ("cBA_0", "time"):
-        lo, hi = BOUNDS[name]
-        assert abs(result.recipe[name] - truth[name]) < 0.05 * (hi - lo), name
+def test_the_recipe_of_a_noise_free_polymer_makes_the_same_polymer(noise_free):
+    result = noise_free
+    assert result.mmd_l1 < 2e-3 and result.misfit < 1e-3 and result.inflation == 1.0
+    assert abs(result.recipe["cBA_0"] - OFF_GRID["cBA_0"]) < 0.02 * 2.5
     for name, (lo, hi) in result.interval.items():
-        assert lo <= truth[name] <= hi, name
+        assert lo <= OFF_GRID[name] <= hi, name
+        assert lo <= result.median[name] <= hi and lo <= result.mean[name] <= hi
+    assert result.correlation < -0.8  # warmer with less initiator: the valley
+    # the recipe is the conditional fit at the posterior median temperature
+    assert result.recipe["temp"] == pytest.approx(result.median["temp"], abs=1e-9)
 
 
-def test_invert_command_json_and_errors(tmp_path):
-    truth = TRUTH["between_levels.csv"]
-    out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd",
-                          str(EXAMPLES / "between_levels.csv"), "--cba-time", str(truth["cBA_time"]),
-                          "--mn", str(truth["Mn"]), "--mw", str(truth["Mw"]), "--json"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert set(doc["recipe"]) == {"cBA_0", "cAIBN_0", "temp", "time"}
-    assert set(doc["interval"]) == set(doc["recipe"]) and "mmd_l1" in doc["roundtrip"]
-    assert isinstance(doc["in_domain"], bool) and doc["in_domain"]
-    assert doc["roundtrip"]["mmd_l1"] < 0.05
-    assert abs(doc["recipe"]["cBA_0"] - truth["cBA_0"]) < 0.05 * 2.5
-    bad = tmp_path / "short.csv"
-    bad.write_text("3,1\n4,1\n")
-    out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd", str(bad)],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 2 and "at least 10 points" in out.stderr and "Traceback" not in out.stderr
+def test_the_posterior_is_a_distribution_over_the_box(noise_free):
+    post = noise_free.posterior
+    assert post.weights.sum() == pytest.approx(1.0) and (post.weights >= 0).all()
+    assert post.cells[0, 0] == BOX["temp"][0] and post.cells[-1, 1] == BOX["temp"][1]
+    np.testing.assert_allclose(post.cells[1:, 0], post.cells[:-1, 1])
+    for t in TARGETS:
+        x = np.linspace(*BOX[t], 50)
+        cdf = post.cdf(t, x)
+        assert (np.diff(cdf) >= -1e-12).all()
+        for q in (0.05, 0.5, 0.95):
+            assert post.cdf(t, post.quantile(t, q))[0] == pytest.approx(q, abs=1e-6)
 
 
-def test_roundtrip_table_and_profile_agree_with_the_forward_model():
-    # a noise-free row: its own recipe re-simulates it exactly; a recipe outside the domain is clipped
-    # into it before running; the misfit profile is ~0 at the truth and rises away from the valley
-    import pandas as pd
+def test_posterior_weights_by_hand():
+    # three profile points with the same fit quality and curvature: the mass of each is its cell's
+    # width times the prior density, uniform in mol/L, i.e. proportional to its cAIBN_0 in the box's
+    # log coordinates; a fourth point 4 chi² units worse weighs exp(-2) as much
+    jac = np.eye(103, 3) * 50.0
+    u = [to_unit({"cBA_0": 1.0, "cAIBN_0": c, "temp": t, "time": 1200.0})
+         for c, t in ((0.01, 60.0), (0.005, 70.0), (0.0025, 80.0))]
+    points = [ProfilePoint(x, 100.0, jac, 0) for x in u]
+    post = posterior_from_profile(np.array([60.0, 70.0, 80.0]), points)
+    widths = np.array([5.0, 10.0, 5.0])
+    expected = widths * np.array([0.01, 0.005, 0.0025])
+    np.testing.assert_allclose(post.weights, expected / expected.sum(), rtol=1e-9)
+    assert post.inflation == pytest.approx(100.0 / 103 if 100.0 / 103 > 1 else 1.0)
+    worse = points[:2] + [ProfilePoint(u[2], 104.0, jac, 0)]
+    ratio = posterior_from_profile(np.array([60.0, 70.0, 80.0]), worse).weights
+    assert ratio[2] / ratio[1] == pytest.approx(post.weights[2] / post.weights[1] * np.exp(-2.0), rel=1e-9)
 
-    from analysis.dataset import TARGETS
-    from analysis.finder import clip_to_domain, roundtrip_table
-    from analysis.inversion import profile
-    from analysis.mmd import MMD_COLUMNS
 
+def test_a_fit_worse_than_the_noise_widens_the_posterior():
+    # Birge ratio: chi² per value of 10 at best -> the likelihood is tempered by 10
+    jac = np.eye(103, 3) * 50.0
+    u = [to_unit({"cBA_0": 1.0, "cAIBN_0": 0.005, "temp": t, "time": 1200.0}) for t in (60.0, 70.0, 80.0)]
+    chi2 = [1030.0, 1040.0, 1050.0]
+    points = [ProfilePoint(x, c, jac, 0) for x, c in zip(u, chi2)]
+    post = posterior_from_profile(np.array([60.0, 70.0, 80.0]), points)
+    assert post.inflation == pytest.approx(10.0)
+    np.testing.assert_allclose(post.weights[1] / post.weights[0], 2 * np.exp(-0.5), rtol=1e-9)
+
+
+def test_conditional_fit_holds_its_temperature_and_profile_walks_both_ways():
+    obs = _observe(OFF_GRID)
+    point = conditional_fit(obs, 70.0, CENTRE)
+    assert point.recipe["temp"] == pytest.approx(70.0)
+    assert point.chi2 < 0.05  # the valley passes through 70 °C for this polymer
+    temps = np.array([62.0, 66.5, 71.0])
+    table = profile_table(profile(obs, temps, OFF_GRID))
+    np.testing.assert_allclose(table.temp, temps)
+    assert table.chi2.iloc[1] < 1e-6  # the truth is on the profile
+    assert (np.diff(table.cAIBN_0) < 0).all()  # warmer, less initiator
+    # cBA_0 is no valley: holding it wrong costs a large misfit
+    wrong = conditional_fit(obs, 2.6, OFF_GRID, target="cBA_0")
+    assert wrong.chi2 > 100.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noisy_round_trip_the_truth_lies_inside_the_credible_intervals(seed):
+    # polykin-style: kMC-level noise on a known recipe's observables, invert, recover
+    obs = _observe(OFF_GRID, noise=1.0, seed=seed)
+    result = invert(obs, starts=[CENTRE])
+    for name, (lo, hi) in result.interval.items():
+        assert lo <= OFF_GRID[name] <= hi, (name, lo, hi)
+    assert result.mmd_l1 < 0.03
+    assert abs(result.mean["cBA_0"] - OFF_GRID["cBA_0"]) < 0.02 * 2.5
+    assert abs(result.mean["time"] - OFF_GRID["time"]) < 0.2 * 3300
+
+
+def test_roundtrip_table_re_simulates_and_clips_into_the_box():
+    # a noise-free row: its own recipe re-simulates it exactly; a wrong cBA_0 does not; a recipe
+    # outside the box is clipped into it before running (no error from a negative initiator)
     truth = {"cBA_0": 1.3, "cAIBN_0": 0.009, "temp": 68.0, "time": 1500.0}
     sim = forward(truth)
     row = pd.DataFrame([{**truth, "cBA_time": sim["cBA_time"], "Mn": sim["Mn"], "Mw": sim["Mw"],
@@ -111,8 +136,48 @@ def test_roundtrip_table_and_profile_agree_with_the_forward_model():
     assert exact.loc[7, "mmd_l1"] < 1e-9 and abs(exact.loc[7, "Mn_rel"]) < 1e-9
     wrong = roundtrip_table(row, pd.DataFrame([{**truth, "cBA_0": 2.6}], index=[7]))
     assert wrong.loc[7, "mmd_l1"] > 0.05 and wrong.loc[7, "cBA_time_rel"] > 0.2
-    assert clip_to_domain({"cBA_0": 4.0, "cAIBN_0": 0.001, "temp": 70.0, "time": 10.0}) == \
-        {"cBA_0": 3.0, "cAIBN_0": 0.0025, "temp": 70.0, "time": 300.0}
-    obs = Observation(sim["mmd"], sim["cBA_time"], sim["Mn"], sim["Mw"])
-    prof = profile(obs, "cBA_0", np.array([1.3, 1.6]), truth)
-    assert prof.chi2.iloc[0] < 1e-6 and prof.chi2.iloc[1] > 100.0  # cBA_0 is identifiable
+    outside = roundtrip_table(row, pd.DataFrame([{**truth, "cAIBN_0": -0.003}], index=[7]))
+    assert np.isfinite(outside.loc[7, "mmd_l1"])
+    inverted = pd.DataFrame([{f"{t} low": truth[t] - 1e-9 for t in TARGETS} |
+                             {f"{t} high": truth[t] + (0 if t == "temp" else 1) for t in TARGETS}], index=[7])
+    assert interval_hits(row, inverted).loc[7].all()
+
+
+def test_from_unit_of_the_posterior_recipe_is_inside_the_box(noise_free):
+    u = to_unit(noise_free.recipe)
+    assert ((u >= 0) & (u <= 1)).all()
+    np.testing.assert_allclose(from_unit(u), [noise_free.recipe[t] for t in TARGETS])
+
+
+@pytest.mark.slow
+def test_invert_command_json_and_errors(tmp_path):
+    truth = TRUTH["between_levels.csv"]
+    out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd",
+                          str(EXAMPLES / "between_levels.csv"), "--cba-time", str(truth["cBA_time"]),
+                          "--mn", str(truth["Mn"]), "--mw", str(truth["Mw"]), "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(doc["recipe"]) == set(TARGETS)
+    assert set(doc["interval"]) == set(doc["recipe"]) and "mmd_l1" in doc["roundtrip"]
+    assert set(doc["posterior"]) >= {"mean", "median", "correlation_temp_cAIBN_0"}
+    assert isinstance(doc["in_domain"], bool) and doc["in_domain"]
+    assert doc["roundtrip"]["mmd_l1"] < 0.05
+    assert abs(doc["recipe"]["cBA_0"] - truth["cBA_0"]) < 0.05 * 2.5
+    for name, (lo, hi) in doc["interval"].items():
+        assert lo <= truth[name] <= hi, name
+    bad = tmp_path / "short.csv"
+    bad.write_text("3,1\n4,1\n")
+    out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd", str(bad)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "at least 10 points" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_make_examples_writes_the_committed_files_again(tmp_path):
+    from analysis.examples import make_examples
+
+    truth = make_examples(tmp_path)
+    assert truth == TRUTH
+    for name in list(TRUTH) + ["truth.json"]:
+        assert (tmp_path / name).read_bytes() == (EXAMPLES / name).read_bytes(), name

@@ -38,7 +38,8 @@ def test_parameters_can_be_changed_without_editing_code():
 
 
 def test_solvent_concentration_from_additive_volumes():
-    assert Recipe(0.0001, 0.01, 70).solvent == pytest.approx(867 / 92.14, rel=1e-4)
+    # 0.01 mol/L BA takes 0.01 * 128.17 / 894 of the litre; toluene fills the rest at 867 g/L, 92.14 g/mol
+    assert Recipe(0.01, 0.01, 70).solvent == pytest.approx((1 - 0.01 * 128.17 / 894) * 867 / 92.14, rel=1e-12)
     assert Recipe(3.0, 0.01, 70).solvent == pytest.approx((1 - 3 * 128.17 / 894) * 867 / 92.14)
 
 

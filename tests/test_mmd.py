@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from analysis.design import design
+from analysis.engines import simulate
 from analysis.kinetics import M_BA
 from analysis.mmd import (
     DLOGM,
@@ -16,7 +18,6 @@ from analysis.mmd import (
     l1_distance,
     schulz2_mass_tail,
 )
-from analysis.simulation import design, simulate
 
 
 def test_grid_shape():
@@ -54,6 +55,16 @@ def test_cells_of_a_distribution_sum_to_one_and_match_the_lookup():
     assert np.all(logm[inside] <= edges[lookup[1:][inside]] + 1e-12)
 
 
+def test_cell_masses_of_many_stop_probabilities_are_each_ones():
+    q = np.array([3e-2, 2e-3, 1e-4])
+    for kind in ("flory", "schulz2"):
+        many = cell_masses(q, kind)
+        assert many.shape == (3, 102)
+        for row, value in zip(many, q):
+            np.testing.assert_array_equal(row, cell_masses(float(value), kind))
+        np.testing.assert_allclose(many.sum(axis=1), 1.0, atol=1e-12)
+
+
 def test_l1_distance_and_averages_on_hand_made_cases():
     a = np.zeros(100)
     b = np.zeros(100)
@@ -69,6 +80,7 @@ def test_l1_distance_and_averages_on_hand_made_cases():
     assert mn == pytest.approx(1 / (0.5 / m1 + 0.5 / m2))
 
 
+@pytest.mark.slow
 def test_grid_holds_at_least_99_5_percent_of_every_sample_of_the_design():
     worst = 1.0
     for recipe in design():

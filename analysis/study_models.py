@@ -3,34 +3,27 @@
 Protocol (seed-study.md): StandardScaler on X and on Y fitted on *all* rows before the split (a known
 weakness, kept here to reproduce the study), `train_test_split(test_size=0.2, random_state=42)` over
 rows, a native multi-output RandomForestRegressor tuned by RandomizedSearchCV(n_iter=20, cv=3,
-random_state=42), and a Keras network; metrics in original units on the test rows.
+random_state=42), and a Keras network (`nn`); metrics in original units on the test rows.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import RandomizedSearchCV, train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from .dataset import DATA_DIR, EXTRA_FEATURES, TARGETS, dataset_path
-from .mmd import MMD_COLUMNS
+from .design import FEATURE_SETS, TARGETS
+from .memo import cached
+from .metrics import metrics
+from .workers import n_jobs
 
-TARGET_RANGES = {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0),
-                 "time": (0.0, 3600.0)}
-FEATURE_SETS = {"mmd": MMD_COLUMNS, "composite": EXTRA_FEATURES + MMD_COLUMNS}
 RF_SEARCH_SPACE = {"n_estimators": [100, 200, 500], "max_depth": [None, 10, 20, 30],
                    "min_samples_split": [2, 5, 10], "min_samples_leaf": [1, 2, 4]}
-HYPERPARAMETERS = DATA_DIR / "hyperparameters.json"
 
 # Published results of the study (seed-study.md): relative MAE in %, R² per target; global MSE and R².
 STUDY_RESULTS = {
@@ -78,58 +71,7 @@ def study_split(frame: pd.DataFrame, features: str = "composite", random_state: 
     return scaled_split(frame, features, train, test, scale_on_all_rows=True)
 
 
-def recipe_groups(frame: pd.DataFrame) -> np.ndarray:
-    """One integer per recipe (cBA_0, cAIBN_0, temp), for grouped splits."""
-    return frame.groupby(["cBA_0", "cAIBN_0", "temp"], sort=True).ngroup().to_numpy()
-
-
-def recipe_split(frame: pd.DataFrame, features: str = "composite", random_state: int = 42) -> Split:
-    """The honest counterpart: 80/20 over *recipes* (all rows of a recipe on one side), scalers fitted
-    on the training rows only."""
-    from sklearn.model_selection import GroupShuffleSplit
-
-    train, test = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=random_state)
-                       .split(frame, groups=recipe_groups(frame)))
-    return scaled_split(frame, features, train, test)
-
-
-def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """Per-target MAE, relative MAE (% of the design range), MSE and R²; global MSE and R² (means)."""
-    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
-    out = {"targets": TARGETS, "mae": [], "rel_mae": [], "mse": [], "r2": []}
-    for j, name in enumerate(TARGETS):
-        lo, hi = TARGET_RANGES[name]
-        mae = mean_absolute_error(y_true[:, j], y_pred[:, j])
-        out["mae"].append(float(mae))
-        out["rel_mae"].append(float(100.0 * mae / (hi - lo)))
-        out["mse"].append(float(mean_squared_error(y_true[:, j], y_pred[:, j])))
-        out["r2"].append(float(r2_score(y_true[:, j], y_pred[:, j])))
-    out["global_mse"] = float(np.mean(out["mse"]))
-    out["global_r2"] = float(np.mean(out["r2"]))
-    return out
-
-
-def metrics_table(results: dict[str, dict]) -> pd.DataFrame:
-    """One row per model: relative MAE and R² per target, global MSE and R²."""
-    rows = {}
-    for name, m in results.items():
-        row = {}
-        for j, t in enumerate(TARGETS):
-            row[(t, "relMAE %")] = m["rel_mae"][j]
-            row[(t, "R²")] = m["r2"][j]
-        row[("global", "MSE")] = m["global_mse"]
-        row[("global", "R²")] = m["global_r2"]
-        rows[name] = row
-    table = pd.DataFrame(rows).T
-    table.columns = pd.MultiIndex.from_tuples(table.columns)
-    return table
-
-
 # --- random forest -------------------------------------------------------------------------------
-
-def n_jobs() -> int:
-    return int(os.environ.get("POLYINVERSE_JOBS", os.cpu_count() or 1))
-
 
 def tune_rf(split: Split, random_state: int = 42, verbose: int = 0) -> RandomizedSearchCV:
     """The study's search: 20 candidates x 3 folds over RF_SEARCH_SPACE."""
@@ -151,51 +93,60 @@ def fit_predict(model: str, split: Split, tuned: dict, features: str, seed: int)
         forest = fit_rf(split, tuned[f"rf_{features}"]["params"], random_state=seed)
         return split.original(forest.predict(split.X_test))
     if model == "nn":
-        from .nn import fit_network, predict
+        from .nn import fit_network, predict  # TensorFlow is imported only when a network is fitted
 
         net, _ = fit_network(split.X_train, split.Y_train, seed=seed)
         return split.original(predict(net, split.X_test))
     raise ValueError(f"unknown model {model!r}; choose 'rf' or 'nn'")
 
 
-def importances(model: RandomForestRegressor, features: list[str], top: int = 10) -> pd.Series:
-    return pd.Series(model.feature_importances_, index=features).sort_values(ascending=False)[:top]
+@dataclass
+class StudyFit:
+    """What the book uses of one fit of the study's protocol (split by `seed`): the test rows, their
+    true and predicted targets (original units), and the forest's importances or the network's history."""
+
+    model: str
+    features: list[str]
+    seed: int
+    test_index: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    importances: pd.Series | None = None
+    history: dict | None = None
+
+    @property
+    def metrics(self) -> dict:
+        return metrics(self.y_true, self.y_pred)
 
 
-# --- stored hyperparameters ------------------------------------------------------------------------
-
-def file_sha256(path: Path | str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def run_tuning(path: Path | str | None = None, out: Path | str = HYPERPARAMETERS, verbose: int = 0) -> dict:
-    """Run the study's RF search for both feature sets and store the winners with date and checksum."""
-    from .dataset import load_dataset
-
-    frame = load_dataset(path)
-    stored = {"date": date.today().isoformat(), "data": dataset_path(path).name,
-              "data_sha256": file_sha256(dataset_path(path)), "search_space": RF_SEARCH_SPACE}
-    for features in FEATURE_SETS:
-        search = tune_rf(study_split(frame, features), verbose=verbose)
-        stored[f"rf_{features}"] = {
-            "params": search.best_params_, "cv_r2": float(search.best_score_),
-            "candidates": [{**p, "cv_r2": float(s)} for p, s in
-                           zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])],
-        }
-    Path(out).write_text(json.dumps(stored, indent=1, default=str) + "\n")
-    return stored
+def study_fit(frame: pd.DataFrame, model: str, features: str, tuned: dict | None = None,
+              seed: int = 42) -> StudyFit:
+    """The study's 'rf' (stored hyperparameters) or 'nn' on the study's split of `seed`.  Cached on disk
+    (`memo`, keyed on the rows, the model, the features, the hyperparameters and the seed), so that the
+    chapters that show the same fit (5, 6 and the seed 42 of 7) compute it once."""
+    rows = np.ascontiguousarray(frame[TARGETS + FEATURE_SETS[features]].to_numpy(float)).tobytes()
+    params = tuned[f"rf_{features}"]["params"] if model == "rf" and tuned else None
+    if model == "rf" and params is None:
+        raise ValueError("the study's forest needs its stored hyperparameters (`tuned`)")
+    key = rows + repr((model, features, seed, sorted((params or {}).items()))).encode()
+    return cached("study_fit", key, lambda: _study_fit(frame, model, features, params, seed))
 
 
-def stored_hyperparameters(path: Path | str | None = None, file: Path | str = HYPERPARAMETERS) -> dict:
-    """Stored search results; warns if they were tuned on another workbook than the one in use."""
-    import warnings
+def _study_fit(frame: pd.DataFrame, model: str, features: str, params: dict | None, seed: int) -> StudyFit:
+    split = study_split(frame, features, random_state=seed)
+    y_true = split.original(split.Y_test)
+    if model == "rf":
+        forest = fit_rf(split, params, random_state=seed)
+        ranked = pd.Series(forest.feature_importances_, index=split.features).sort_values(ascending=False)
+        return StudyFit(model, split.features, seed, split.test_index, y_true,
+                        split.original(forest.predict(split.X_test)), importances=ranked)
+    if model == "nn":
+        from .nn import fit_network, predict  # TensorFlow is imported only when a network is fitted
 
-    stored = json.loads(Path(file).read_text())
-    if stored["data_sha256"] != file_sha256(dataset_path(path)):
-        warnings.warn(f"hyperparameters in {Path(file).name} were tuned on another workbook "
-                      f"({stored['data']}, {stored['date']}); run `make tune` to redo the search",
-                      stacklevel=2)
-    return stored
+        net, history = fit_network(split.X_train, split.Y_train, seed=seed)
+        return StudyFit(model, split.features, seed, split.test_index, y_true,
+                        split.original(predict(net, split.X_test)), history=history)
+    raise ValueError(f"unknown model {model!r}; choose 'rf' or 'nn'")
 
 
 # --- run-to-run spread -----------------------------------------------------------------------------
@@ -203,9 +154,7 @@ def stored_hyperparameters(path: Path | str | None = None, file: Path | str = HY
 def _replicate_one(frame: pd.DataFrame, tuned: dict, seed: int, name: str, features: str) -> dict:
     """One model of `replicate`, fitted in a worker process on one core."""
     os.environ["POLYINVERSE_JOBS"] = "1"
-    split = study_split(frame, features, random_state=seed)
-    pred = fit_predict("rf" if name.startswith("RF") else "nn", split, tuned, features, seed)
-    m = metrics(split.original(split.Y_test), pred)
+    m = study_fit(frame, "rf" if name.startswith("RF") else "nn", features, tuned, seed).metrics
     row = {"seed": seed, "model": name, "global_r2": m["global_r2"], "global_mse": m["global_mse"]}
     row.update({f"r2 {t}": v for t, v in zip(TARGETS, m["r2"])})
     row.update({f"rel_mae {t}": v for t, v in zip(TARGETS, m["rel_mae"])})

@@ -1,34 +1,26 @@
-"""Beyond the study: physics features, recipe models, evaluation on unseen recipes, identifiability."""
+"""Beyond the study: physics features, the new models, evaluation on unseen recipes."""
 
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
-from analysis.dataset import EXTRA_FEATURES, TARGETS, load_dataset
-from analysis.evaluation import BEST, MODELS, coverage, evaluate, out_of_fold, recipe_fold_indices
+from analysis.design import EXTRA_FEATURES, TARGETS, recipe_groups
+from analysis.evaluation import (
+    BEST,
+    MODELS,
+    against_bound,
+    evaluate,
+    out_of_fold,
+    recipe_fold_indices,
+    unseen_predictions,
+)
 from analysis.features import MMD_ONLY_PHYSICS, PHYSICS_FEATURES, QUANTILES, mmd_shape, physics_features
-from analysis.identifiability import RowJacobians, covariances, recipe_jacobians, valley_bound
-from analysis.kinetics import Recipe
+from analysis.metrics import interval_coverage, metrics
 from analysis.mmd import DLOGM, EDGES, LOGM, MMD_COLUMNS, averages
-from analysis.models import metrics, recipe_groups
-from analysis.ode import run_ode
-from analysis.recipe_models import BoostedModel, NeighbourModel
+from analysis.new_models import BoostedModel, NeighbourModel, new_model
 
 QUANTILE_NAMES = [f"logM_q{round(100 * q):02d}" for q in QUANTILES]
 FAST_HGB = {t: {"max_iter": 50} for t in TARGETS}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # two cores shared with another job: OpenMP oversubscription makes the boosted trees ~20x slower
-    with threadpool_limits(limits=1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset()
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +39,7 @@ def boosted(subset):
     return BoostedModel(params=FAST_HGB, intervals=True).fit(train)
 
 
-def _toy(n_recipes=20, times=4, seed=0):
-    """Synthetic workbook rows: a few samples per recipe, random positive MMDs."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for r in range(n_recipes):
-        base = [0.5 + 0.5 * (r % 6), 0.0025 * (1 + r % 8), 60.0 + r % 9]
-        for t in range(1, times + 1):
-            rows.append(base + [300.0 * t, base[0] * (1 - 0.1 * t), 1e4 + r, 2e4 + r] + list(rng.random(100)))
-    return pd.DataFrame(rows, columns=TARGETS + EXTRA_FEATURES + MMD_COLUMNS)
+from conftest import toy_workbook as _toy  # noqa: E402
 
 
 def _gaussian(mean=4.5, sd=0.3):
@@ -172,7 +156,7 @@ def test_boosted_predictions_and_intervals_on_unseen_recipes(boosted, subset):
     for t in TARGETS:
         centred = low[t] > 0
         np.testing.assert_allclose(((low[t] + high[t]) / 2)[centred], pred[t][centred], rtol=1e-9)
-    cov = coverage(test, low, high)
+    cov = interval_coverage(test, low, high)
     assert all(c >= 0.6 for c in cov.values()), cov
     assert metrics(test[TARGETS].to_numpy(), pred.to_numpy())["r2"][0] > 0.8  # cBA_0 is well recovered
 
@@ -200,12 +184,29 @@ def test_recipe_folds_partition_the_recipes():
         assert not set(groups[train]) & set(groups[test])
 
 
-def test_coverage_by_hand():
-    frame = pd.DataFrame({t: [1.0, 2.0, 3.0, 4.0] for t in TARGETS})
-    low = pd.DataFrame({t: [0.0, 2.0, 3.5, 5.0] for t in TARGETS})
-    high = low + 1.0  # [0,1] in, [2,3] in (both ends inclusive), [3.5,4.5] out, [5,6] out
-    low["time"] = 0.0  # every time inside
-    assert coverage(frame, low, high) == {"cBA_0": 0.5, "cAIBN_0": 0.5, "temp": 0.5, "time": 1.0}
+def test_unseen_predictions_in_parallel_equal_the_serial_ones(toy):
+    frame = toy(n_recipes=20, times=3)
+    specs = {"knn": dict(model="knn", n_splits=4), "hgb mmd": dict(model="hgb", features="mmd", n_splits=4,
+                                                                  fold_params=[FAST_HGB] * 4, folds=[1])}
+    parallel = unseen_predictions(frame, specs, jobs=2)
+    assert list(parallel) == list(specs)
+    for name, spec in specs.items():
+        serial = out_of_fold(frame, **{"features": "composite", **spec})
+        pd.testing.assert_frame_equal(parallel[name]["prediction"], serial["prediction"])
+    assert parallel["hgb mmd"]["prediction"].notna().all(axis=1).sum() == 15  # one fold of 5 recipes
+
+
+def test_against_bound_goal_rule():
+    table = against_bound({"cBA_0": 0.999, "cAIBN_0": 0.5}, {"cBA_0": 0.96, "cAIBN_0": 0.47})
+    assert table.goal.tolist() == [0.95, pytest.approx(0.48)]
+    assert table.met.tolist() == [True, False]
+
+
+def test_new_model_names():
+    assert isinstance(new_model("hgb", "mmd", params=FAST_HGB), BoostedModel)
+    assert isinstance(new_model("knn", "composite"), NeighbourModel)
+    with pytest.raises(ValueError, match="unknown model 'rf'"):
+        new_model("rf", "composite")
 
 
 def test_evaluate_knn_on_unseen_recipes_pools_the_out_of_fold_predictions():
@@ -240,106 +241,3 @@ def test_evaluate_rejects_unknown_choices_naming_them(kwargs, word):
         assert all(m in str(err.value) for m in MODELS)
 
 
-# --- identifiability ------------------------------------------------------------------------------
-
-def _observables(run, k):
-    return np.concatenate([run.mmd[k], np.log([run.cBA[k], run.Mn[k], run.Mw[k]])])
-
-
-def _temperature_derivative(recipe, k, h=0.1):
-    c, i, t = recipe
-    plus, minus = run_ode(Recipe(c, i, t + h)), run_ode(Recipe(c, i, t - h))
-    return (_observables(plus, k) - _observables(minus, k)) / (2 * h)
-
-
-@pytest.fixture(scope="module")
-def jacobians():
-    return {r: recipe_jacobians(r) for r in [(1.3, 0.006, 66.0), (2.5, 0.02, 80.0)]}
-
-
-def test_jacobian_of_a_recipe_that_runs_to_the_end(jacobians):
-    # shapes, observables of the base run, temperature column against an independent finite difference
-    recipe = (1.3, 0.006, 66.0)
-    obs, jac, stopped, grad, times = jacobians[recipe]
-    base = run_ode(Recipe(*recipe))
-    assert not base.stopped and not stopped.any() and np.isnan(grad).all()
-    assert obs.shape == (12, 103) and jac.shape == (12, 103, 4) and not np.isnan(jac).any()
-    np.testing.assert_array_equal(times, base.time)
-    np.testing.assert_allclose(obs[5], _observables(base, 5))
-    for k in (0, 5, 11):
-        fd = _temperature_derivative(recipe, k)
-        assert np.linalg.norm(jac[k, :, 2] - fd) <= 0.01 * np.linalg.norm(fd)
-    assert (jac[:, 100, 3] < 0).all()  # monomer is consumed over time
-    assert (jac[:, 100, 1] < 0).all() and (jac[:, 101, 1] < 0).all()  # more initiator: faster, shorter
-
-
-def test_jacobian_of_a_recipe_that_stops_at_90_percent(jacobians):
-    # the stop row: no time dependence, t_stop falls with initiator and temperature (checked by FD)
-    recipe = (2.5, 0.02, 80.0)
-    obs, jac, stopped, grad, times = jacobians[recipe]
-    base = run_ode(Recipe(*recipe))
-    assert base.stopped and stopped.tolist() == [False] * (len(times) - 1) + [True]
-    assert times[-1] == pytest.approx(base.t_stop)
-    assert (jac[-1, :, 3] == 0).all()
-    assert np.isnan(grad[:-1]).all() and grad[-1, 1] < 0 and grad[-1, 2] < 0
-    h = 0.02 * recipe[1]
-    t_plus, t_minus = (run_ode(Recipe(2.5, 0.02 + s * h, 80.0)).t_stop for s in (1, -1))
-    assert grad[-1, 1] == pytest.approx((t_plus - t_minus) / (2 * h), rel=0.01)
-    fd = _temperature_derivative(recipe, -1)
-    assert np.linalg.norm(jac[-1, :, 2] - fd) <= 0.01 * np.linalg.norm(fd)
-    assert obs[-1, 100] == pytest.approx(np.log(0.1 * 2.5))  # 90 % conversion
-
-
-def test_mmd_derivatives_integrate_to_zero(jacobians):
-    # sum(w) * DLOGM = 1 for every recipe, so every derivative of w integrates to 0
-    for _, jac, *_ in jacobians.values():
-        total = jac[:, :100, :].sum(axis=1) * DLOGM
-        size = np.abs(jac[:, :100, :]).sum(axis=1) * DLOGM
-        assert (np.abs(total) <= 1e-8 * np.maximum(size, 1.0)).all()
-
-
-def _hand_jacobians(stopped=False, gradient=(np.nan, np.nan, np.nan)):
-    """One row, F = diag(4, 1, 0.25, 9): time's information sits in log Mn, the others in the MMD."""
-    jac = np.zeros((1, 103, 4))
-    jac[0, 0, 0], jac[0, 1, 1], jac[0, 2, 2], jac[0, 101, 3] = 2.0, 1.0, 0.5, 3.0
-    return RowJacobians(np.zeros((1, 103)), jac, np.array([stopped]), np.array([gradient], float))
-
-
-def test_cramer_rao_bound_and_posterior_by_hand():
-    rj, sigma = _hand_jacobians(), np.ones((1, 103))
-    crb = covariances(rj, sigma)[0]
-    np.testing.assert_allclose(crb, np.diag([0.25, 1.0, 4.0, 1 / 9]), atol=1e-15)
-    np.testing.assert_allclose(covariances(rj, 2 * sigma)[0], 4 * crb)  # twice the noise, 4x variance
-    prior = np.array([1.0, 1.0, 4.0, 0.5])
-    post = covariances(rj, sigma, prior_var=prior)[0]
-    np.testing.assert_allclose(np.diag(post), 1 / (np.array([4, 1, 0.25, 9]) + 1 / prior))
-    # without log Mn the MMD says nothing about time: its posterior variance is the prior's
-    assert covariances(rj, sigma, "mmd", prior_var=prior)[0, 3, 3] == pytest.approx(0.5)
-
-
-def test_stopped_row_takes_time_from_the_stop_gradient():
-    # time = t_stop(cBA_0, cAIBN_0, temp): var = g' C g, cov(x, time) = C g, with C = diag(1/4, 1, 4)
-    rj = _hand_jacobians(stopped=True, gradient=(1.0, 2.0, 3.0))
-    cov = covariances(rj, np.ones((1, 103)))[0]
-    assert cov[3, 3] == pytest.approx(0.25 + 4 * 1 + 9 * 4)
-    np.testing.assert_allclose(cov[:3, 3], [0.25, 2.0, 12.0])
-    np.testing.assert_allclose(cov[3, :3], [0.25, 2.0, 12.0])
-    missing = covariances(_hand_jacobians(stopped=True), np.ones((1, 103)))
-    assert np.isnan(missing).all()  # a stop without its gradient has no bound
-
-
-def test_valley_bound_of_a_blind_direction_is_the_midpoint_of_the_box():
-    # temperature invisible (zero Jacobian column), everything else measured very precisely: the best
-    # estimate of temp is the middle of its range, so R² = 1 - mean((T - 70)²) / var(T); others ~1
-    temps = np.repeat([60.0, 65.0, 70.0, 75.0, 80.0, 62.5], 4)
-    n = len(temps)
-    frame = pd.DataFrame({"cBA_0": np.tile([0.5, 1.0, 2.0, 3.0], 6),
-                          "cAIBN_0": np.tile([0.0025, 0.005, 0.01, 0.02], 6),
-                          "temp": temps, "time": np.tile([300.0, 900.0, 1800.0, 3600.0], 6)})
-    jac = np.zeros((n, 103, 4))
-    jac[:, 0, 0], jac[:, 1, 1], jac[:, 2, 3] = 1e6, 1e8, 1e4
-    rj = RowJacobians(np.zeros((n, 103)), jac, np.zeros(n, bool), np.full((n, 3), np.nan))
-    r2 = valley_bound(frame, rj, np.ones((n, 103)))
-    assert r2["temp"] == pytest.approx(1 - np.mean((temps - 70.0) ** 2) / np.var(temps), abs=1e-9)
-    for t in ("cBA_0", "cAIBN_0", "time"):
-        assert r2[t] > 0.999

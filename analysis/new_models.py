@@ -1,4 +1,4 @@
-"""Inverse models beyond the study: physics features, boosted trees with intervals, neighbours, a
+"""Inverse models beyond the study (chapter 9): physics features, boosted trees with intervals, neighbours, a
 better network, all fitted on data frames and evaluated on unseen recipes.
 
 Every model maps a frame of samples (the workbook's columns) to a frame of the four targets in
@@ -26,14 +26,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, cross_val_predict
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
-from .dataset import EXTRA_FEATURES, TARGETS
+from .design import EXTRA_FEATURES, TARGETS, recipe_groups
 from .features import physics_features
 from .mmd import MMD_COLUMNS
-from .models import recipe_groups
 
 HGB_DEFAULTS = {"learning_rate": 0.05, "max_iter": 500, "max_leaf_nodes": 31, "min_samples_leaf": 20,
                 "l2_regularization": 0.0}
@@ -165,9 +164,7 @@ class PhysicsNetwork:
         self.features, self.seed, self.validation = features, seed, validation
 
     def fit(self, frame: pd.DataFrame) -> PhysicsNetwork:
-        from sklearn.model_selection import GroupShuffleSplit
-
-        from .nn import fit_network
+        from .nn import fit_network  # TensorFlow only when a network is fitted
 
         x = physics_features(frame, with_extras=self.features == "composite").to_numpy(float)
         y = frame[TARGETS].to_numpy(float)
@@ -188,3 +185,16 @@ class PhysicsNetwork:
 
 
 NEW_MODELS = {"hgb": BoostedModel, "knn": NeighbourModel, "nn+": PhysicsNetwork}
+
+
+def new_model(model: str, features: str, seed: int = 42, params: dict | None = None,
+              intervals: bool = False):
+    """An unfitted model by its command-line name ('hgb', 'knn', 'nn+'); `params` and `intervals`
+    apply to the boosted trees."""
+    if model == "hgb":
+        return BoostedModel(features, params=params, seed=seed, intervals=intervals)
+    if model == "nn+":
+        return PhysicsNetwork(features, seed=seed)
+    if model == "knn":
+        return NeighbourModel(features)
+    raise ValueError(f"unknown model {model!r}; choose one of {list(NEW_MODELS)}")

@@ -1,0 +1,103 @@
+"""The study's facts, in one place: targets and their units, the design and its levels, the sampling and
+stop rule, the features of the two databases, how rows are grouped into recipes, and the box in which
+the optimisers and the priors live.
+
+Every other module takes these from here; nothing below this module but the kinetics and the MMD grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .kinetics import Recipe
+from .mmd import MMD_COLUMNS
+
+# --- what is predicted ----------------------------------------------------------------------------
+TARGETS = ["cBA_0", "cAIBN_0", "temp", "time"]
+UNITS = {"cBA_0": "mol/L", "cAIBN_0": "mol/L", "temp": "°C", "time": "s"}
+# The study's ranges, used for its relative MAE (MAE / range width); seed-study.md.
+STUDY_RANGES = {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (0.0, 3600.0)}
+
+# --- what is observed -----------------------------------------------------------------------------
+EXTRA_FEATURES = ["cBA_time", "Mn", "Mw"]  # the composite database's outputs besides the MMD
+FEATURE_SETS = {"mmd": MMD_COLUMNS, "composite": EXTRA_FEATURES + MMD_COLUMNS}
+
+# --- the design: 6 x 8 x 9 = 432 recipes ----------------------------------------------------------
+CBA0_LEVELS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # mol/L
+CAIBN0_LEVELS = tuple(round(0.0025 * i, 4) for i in range(1, 9))  # mol/L
+TEMP_LEVELS = (60.0, 63.0, 65.0, 68.0, 70.0, 73.0, 75.0, 78.0, 80.0)  # °C
+
+SAMPLE_EVERY = 300.0  # s
+T_END = 3600.0  # s
+SAMPLE_TIMES = np.arange(SAMPLE_EVERY, T_END + 1.0, SAMPLE_EVERY)  # 300, 600, ..., 3600
+X_STOP = 0.90  # a run stops when monomer conversion reaches 90 %
+
+
+def design() -> list[Recipe]:
+    """The 432 recipes in a fixed order (cBA_0, then cAIBN_0, then temp); the index is the recipe id."""
+    return [Recipe(c, i, t) for c in CBA0_LEVELS for i in CAIBN0_LEVELS for t in TEMP_LEVELS]
+
+
+# --- recipes in a table ---------------------------------------------------------------------------
+RECIPE_KEY = ["cBA_0", "cAIBN_0", "temp"]  # a recipe is its three initial levels
+
+
+def recipe_groups(frame: pd.DataFrame) -> np.ndarray:
+    """One integer per recipe (sorted by RECIPE_KEY), for grouped splits and per-recipe summaries."""
+    return frame.groupby(RECIPE_KEY, sort=True).ngroup().to_numpy()
+
+
+# --- the box of the optimisers and of the priors ---------------------------------------------------
+# The design's domain.  Time from the first sample on: no row of the database is earlier.
+BOX = {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (SAMPLE_EVERY, T_END)}
+LOG_SCALED = ("cAIBN_0",)  # initiator enters the rates through its square root: searched on a log scale
+CENTRE = {"cBA_0": 1.75, "cAIBN_0": 0.007, "temp": 70.0, "time": 1800.0}  # ~ the box's centre (log AIBN)
+
+
+def to_unit(values: np.ndarray | dict) -> np.ndarray:
+    """Recipe(s) -> coordinates in [0, 1] per target (cAIBN_0 on a log scale); clipped into the box.
+
+    Takes a dict by target or an array (..., 4) in TARGETS order."""
+    if isinstance(values, dict):
+        values = [values[t] for t in TARGETS]
+    y = np.asarray(values, float)
+    out = np.empty_like(y)
+    for j, name in enumerate(TARGETS):
+        lo, hi = BOX[name]
+        v = np.clip(y[..., j], lo, hi)
+        out[..., j] = (np.log(v / lo) / np.log(hi / lo)) if name in LOG_SCALED else (v - lo) / (hi - lo)
+    return out
+
+
+def from_unit(u: np.ndarray) -> np.ndarray:
+    """Coordinates in the unit box (..., 4) -> recipes in original units (..., 4), TARGETS order."""
+    u = np.asarray(u, float)
+    out = np.empty_like(u)
+    for j, name in enumerate(TARGETS):
+        lo, hi = BOX[name]
+        if name in LOG_SCALED:
+            out[..., j] = lo * np.exp(u[..., j] * np.log(hi / lo))
+        else:
+            out[..., j] = lo + u[..., j] * (hi - lo)
+    return out
+
+
+def unit_span(values: np.ndarray) -> np.ndarray:
+    """d(target)/d(unit coordinate) at recipe(s) (..., 4): the box width, or value x log-width."""
+    y = np.asarray(values, float)
+    out = np.empty_like(y)
+    for j, name in enumerate(TARGETS):
+        lo, hi = BOX[name]
+        out[..., j] = y[..., j] * np.log(hi / lo) if name in LOG_SCALED else hi - lo
+    return out
+
+
+def as_dict(values: np.ndarray) -> dict[str, float]:
+    """A recipe array (4,) in TARGETS order -> {target: value}."""
+    return {t: float(v) for t, v in zip(TARGETS, values)}
+
+
+def clip_to_box(recipe: dict) -> dict:
+    """A recipe moved inside the design's box (e.g. a model's prediction), so that it can be simulated."""
+    return {k: float(np.clip(v, *BOX[k])) if k in BOX else v for k, v in recipe.items()}
