@@ -44,7 +44,7 @@ test: venv lint
 
 ## unit: the fast unit tests (not those marked slow)
 unit: venv
-	$(ONE_THREAD) $(BIN)/pytest -q -m "not slow" tests
+	$(ONE_THREAD) $(BIN)/pytest -q -n 2 -m "not slow" tests
 
 lint: venv
 	$(BIN)/ruff check analysis tests benchmarks

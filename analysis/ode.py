@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy.integrate import solve_ivp
+from scipy.integrate import LSODA, OdeSolution
+from scipy.optimize import brentq
 
 from .design import SAMPLE_TIMES, X_STOP
 from .kinetics import DEFAULT_PARAMETERS, M_BA, KineticParameters, RateConstants, Recipe
@@ -21,6 +22,7 @@ from .mmd import DLOGM, cell_masses, inside_fraction, normalise
 from .simulation import Simulation
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
+EPS = np.finfo(float).eps
 # absolute tolerances for I, M, S, P, Q, lambda0, lambda1, lambda2 at the default rtol (1e-6); a
 # tighter rtol scales them down in proportion
 _ATOL = np.array([1e-13, 1e-11, 1e-11, 1e-18, 1e-17, 1e-14, 1e-11, 1e-7])
@@ -114,6 +116,38 @@ def _quadrature(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(nodes), np.concatenate(weights)
 
 
+def _integrate(rhs, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_stop: float,
+               recipe: Recipe) -> tuple[OdeSolution, float | None, int]:
+    """LSODA from 0 to t_end with a dense solution, stopped where the monomer falls to `m_stop`.
+
+    The same steps, dense output and root finding as `solve_ivp(..., method="LSODA", events=...,
+    dense_output=True)` with a terminal event (same results to the last digit), without its generic
+    event machinery, which costs a fifth of the run time here."""
+    solver = LSODA(rhs, 0.0, y0, t_end, rtol=rtol, atol=atol)
+    ts, interpolants = [0.0], []
+    g = y0[1] - m_stop
+    t_stop = None
+    while solver.status == "running":
+        message = solver.step()
+        if solver.status == "failed":
+            raise RuntimeError(f"ODE solver failed for {recipe}: {message}")
+        t, dense = solver.t, solver.dense_output()
+        interpolants.append(dense)
+        g_new = solver.y[1] - m_stop
+        if g >= 0 >= g_new:  # monomer crossed the stop downwards in this step (solve_ivp's test)
+            t = brentq(lambda x, dense=dense: dense(x)[1] - m_stop, solver.t_old, t,
+                       xtol=4 * EPS, rtol=4 * EPS)
+            t_stop = float(t)
+        if len(ts) > 1 and ts[-1] == t:
+            interpolants.pop()
+        else:
+            ts.append(t)
+        if t_stop is not None:
+            break
+        g = g_new
+    return OdeSolution(np.array(ts), interpolants, alt_segment=True), t_stop, solver.nfev
+
+
 def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol: float = DEFAULT_RTOL,
             with_mmd: bool = True, x_stop: float = X_STOP, sample_times: np.ndarray = SAMPLE_TIMES,
             with_rates: bool = False) -> Simulation:
@@ -127,27 +161,20 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
     m0 = recipe.cBA_0
     y0 = [recipe.cAIBN_0, m0, recipe.solvent, 0.0, 0.0, 0.0, 0.0, 0.0]
 
-    def reached_stop(t, y):
-        return y[1] - (1.0 - x_stop) * m0
-
-    reached_stop.terminal = True
-    reached_stop.direction = -1
-    sol = solve_ivp(_budgeted(_rhs(k), recipe), (0.0, float(sample_times[-1])), y0, method="LSODA", rtol=rtol,
-                    atol=_ATOL * (rtol / DEFAULT_RTOL) * max(m0, 1.0), events=reached_stop, dense_output=True)
-    if sol.status < 0:
-        raise RuntimeError(f"ODE solver failed for {recipe}: {sol.message}")
-    stopped = sol.status == 1
-    t_end = float(sol.t_events[0][0]) if stopped else float(sample_times[-1])
+    sol, t_stop, nfev = _integrate(_budgeted(_rhs(k), recipe), y0, float(sample_times[-1]), rtol,
+                                   _ATOL * (rtol / DEFAULT_RTOL) * max(m0, 1.0), (1.0 - x_stop) * m0, recipe)
+    stopped = t_stop is not None
+    t_end = t_stop if stopped else float(sample_times[-1])
     times = sample_times[sample_times < t_end - 1e-9]
     times = np.append(times, t_end) if stopped or not len(times) or times[-1] < t_end else times
-    y = sol.sol(times)
+    y = sol(times)
     if stopped:
         y[1, -1] = (1.0 - x_stop) * m0  # the event root, exact to the root-finder's tolerance
     lam0, lam1, lam2 = y[5], y[6], y[7]
     conversion = 1.0 - y[1] / m0
     cells = _cells(k, sol, times) if with_mmd else np.full((len(times), 102), np.nan)
     mmd = normalise(cells) if with_mmd else cells[:, 1:-1]
-    info = {"nfev": int(sol.nfev), "polymer_units": lam1, "mass_inside_grid": inside_fraction(cells)}
+    info = {"nfev": int(nfev), "polymer_units": lam1, "mass_inside_grid": inside_fraction(cells)}
     if with_rates and with_mmd:
         info["rates"] = _observable_rates(k, times, y, cells)
     return Simulation(recipe=recipe, engine="ode", time=times, conversion=conversion, cBA=y[1],
@@ -167,14 +194,14 @@ def _observable_rates(k: RateConstants, times: np.ndarray, y: np.ndarray, cells:
     return np.hstack([dw, logs])
 
 
-def _cells(k: RateConstants, sol, times: np.ndarray) -> np.ndarray:
+def _cells(k: RateConstants, sol: OdeSolution, times: np.ndarray) -> np.ndarray:
     """Cumulative polymer mass (monomer units, mol/L) in the 102 grid cells at each sample time."""
     cells = np.zeros(102)
     out = []
     t_prev = 0.0
     for t in times:
         nodes, weights = _quadrature(t_prev, float(t))
-        stop, mass1, mass2 = _formation(k, sol.sol(nodes))
+        stop, mass1, mass2 = _formation(k, sol(nodes))
         cells = cells + weights @ _cell_rates(stop, mass1, mass2)
         out.append(cells.copy())
         t_prev = float(t)

@@ -1,10 +1,15 @@
-"""Running independent pieces of work in parallel processes, one core each."""
+"""Running independent pieces of work in parallel processes, one core each.
+
+The processes are joblib's loky workers: fresh interpreters, started once and reused.  Plain `fork`
+is not used: a process that already runs threads (joblib, BLAS, tqdm) can deadlock its forked children.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from multiprocessing import get_context
+
+from joblib import Parallel, delayed
 
 
 def n_jobs() -> int:
@@ -27,10 +32,12 @@ def parallel_map(fn: Callable, items: Iterable, jobs: int | None = None, progres
             out.append(fn(item))
             bar.update()
     else:
-        with get_context("fork").Pool(jobs) as pool:
-            mapper = pool.imap if ordered else pool.imap_unordered
-            for result in mapper(fn, items, chunksize=1):
-                out.append(result)
-                bar.update()
+        # one core per worker: their BLAS/OpenMP threads are limited to one (loky's default here)
+        results = Parallel(n_jobs=jobs, backend="loky", batch_size=1,
+                           return_as="generator" if ordered else "generator_unordered")(
+            delayed(fn)(item) for item in items)
+        for result in results:
+            out.append(result)
+            bar.update()
     bar.close()
     return out

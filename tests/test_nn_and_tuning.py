@@ -1,0 +1,59 @@
+"""The Keras network and the nested hyperparameter searches, on tiny inputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.design import TARGETS
+from analysis.new_models import HGB_SPACE
+from analysis.study_models import RF_SEARCH_SPACE
+
+
+@pytest.mark.slow
+def test_the_network_learns_a_linear_map_and_is_deterministic():
+    from analysis.nn import fit_network, predict
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((240, 5))
+    y = x @ rng.standard_normal((5, 4)) + 0.01 * rng.standard_normal((240, 4))
+    model, history = fit_network(x[:200], y[:200], seed=3, epochs=80, patience=10)
+    assert history["loss"][-1] < 0.2 * history["loss"][0]
+    assert len(history["val_loss"]) == len(history["loss"]) <= 80
+    error = np.mean((predict(model, x[200:]) - y[200:]) ** 2) / np.var(y[200:])
+    assert error < 0.1  # a held-out R² above 0.9
+    again, _ = fit_network(x[:200], y[:200], seed=3, epochs=80, patience=10)
+    np.testing.assert_array_equal(predict(model, x[200:]), predict(again, x[200:]))
+    # early stopping on given validation data instead of the last fifth of the rows
+    _, other = fit_network(x[:200], y[:200], seed=3, epochs=5, validation_data=(x[200:], y[200:]))
+    assert len(other["val_loss"]) == 5
+
+
+@pytest.mark.slow
+def test_nested_searches_choose_inside_the_training_folds(toy):
+    from analysis.tuning import nested_hgb, nested_rf
+
+    frame = toy(n_recipes=20, times=4)
+    hgb = nested_hgb(frame, n_candidates=2)
+    assert len(hgb) == 5
+    for fold in hgb:
+        assert set(fold["params"]) == set(TARGETS)
+        for t in TARGETS:
+            assert all(fold["params"][t][k] in HGB_SPACE[k] for k in HGB_SPACE)
+            assert fold["inner_r2"][t] == max(fold["candidates"][t])  # the winner is the best inner score
+    rf = nested_rf(frame, n_candidates=1)
+    assert len(rf) == 5 and all(set(f["params"]) == set(RF_SEARCH_SPACE) for f in rf)
+    assert all(f["inner_r2"] == f["candidates"][0]["inner_r2"] for f in rf)
+
+
+def test_stored_searches_record_their_workbook(small_workbook, tmp_path):
+    from analysis.dataset import file_sha256
+    from analysis.hyperparameters import load_stored, stamp, write_stored
+
+    record = {**stamp(small_workbook), "rf_mmd": {"params": {"n_estimators": 100}}}
+    write_stored(record, tmp_path / "h.json")
+    stored = json.loads((tmp_path / "h.json").read_text())
+    assert stored["data"] == "small.xlsx" and stored["data_sha256"] == file_sha256(small_workbook)
+    assert load_stored(tmp_path / "h.json", small_workbook)["rf_mmd"]["params"]["n_estimators"] == 100
+    with pytest.raises(FileNotFoundError, match="make tune"):
+        load_stored(tmp_path / "absent.json")
