@@ -41,11 +41,16 @@ def _bury(n, cells, lookup, mom):
 
 
 @njit(cache=True)
-def _record(j, t, n_m, cells, mom, out_t, out_nm, out_cells, out_mom):
+def _record(j, t, n_m, cells, mom, out_t, out_nm, out_cells, out_mom, out_tally, n_i, n_branch, q_dt,
+            r_dt):
     out_t[j] = t
     out_nm[j] = n_m
     out_cells[j, :] = cells
     out_mom[j, :] = mom
+    out_tally[j, 0] = n_i
+    out_tally[j, 1] = n_branch
+    out_tally[j, 2] = q_dt
+    out_tally[j, 3] = r_dt
 
 
 @njit(cache=True)
@@ -62,6 +67,10 @@ def _gillespie(n_i, n_m, n_s, kd, f, kp, kbb, kpt, ktss, ktst, ktt, dss, dst, dt
     out_nm = np.zeros(ns, np.int64)
     out_cells = np.zeros((ns, 102))
     out_mom = np.zeros((ns, 3))
+    out_tally = np.zeros((ns, 4))  # initiator left, MCR propagations, integrals of N_Q and N_P + N_Q dt
+    n_branch = 0
+    q_dt = 0.0
+    r_dt = 0.0
     cells = np.zeros(102)
     mom = np.zeros(3)
     t = 0.0
@@ -82,10 +91,14 @@ def _gillespie(n_i, n_m, n_s, kd, f, kp, kbb, kpt, ktss, ktst, ktt, dss, dst, dt
         a0 = a_prop + a_bb + a_pt + a_trm + a_trs + a_tss + a_tst + a_ttt + a_dec
         t_next = t - math.log(1.0 - np.random.random()) / a0 if a0 > 0.0 else np.inf
         while k < ns and t_next > sample_times[k]:
-            _record(k, sample_times[k], n_m, cells, mom, out_t, out_nm, out_cells, out_mom)
+            part = sample_times[k] - t
+            _record(k, sample_times[k], n_m, cells, mom, out_t, out_nm, out_cells, out_mom, out_tally,
+                    n_i, n_branch, q_dt + part * n_q, r_dt + part * (n_p + n_q))
             k += 1
         if k == ns:
             break
+        q_dt += (t_next - t) * n_q  # counting only: no random number is drawn for it
+        r_dt += (t_next - t) * (n_p + n_q)
         t = t_next
         events += 1
         r = np.random.random() * a0
@@ -103,7 +116,8 @@ def _gillespie(n_i, n_m, n_s, kd, f, kp, kbb, kpt, ktss, ktst, ktt, dss, dst, dt
                 n_q += 1
                 n_p -= 1
                 plen[i] = plen[n_p]
-            elif r < a_bb + a_pt:  # MCR propagation: MCR(n) -> SPR(n+1)
+            elif r < a_bb + a_pt:  # MCR propagation: MCR(n) -> SPR(n+1), a branch point
+                n_branch += 1
                 j = int(np.random.random() * n_q)
                 plen[n_p] = qlen[j] + 1
                 n_p += 1
@@ -182,11 +196,12 @@ def _gillespie(n_i, n_m, n_s, kd, f, kp, kbb, kpt, ktss, ktst, ktt, dss, dst, dt
         if overflow:
             break
         if n_m <= n_m_stop:
-            _record(k, t, n_m, cells, mom, out_t, out_nm, out_cells, out_mom)
+            _record(k, t, n_m, cells, mom, out_t, out_nm, out_cells, out_mom, out_tally,
+                    n_i, n_branch, q_dt, r_dt)
             k += 1
             stopped = True
             break
-    return out_t[:k], out_nm[:k], out_cells[:k], out_mom[:k], events, stopped, overflow
+    return out_t[:k], out_nm[:k], out_cells[:k], out_mom[:k], out_tally[:k], events, stopped, overflow
 
 
 def initial_radicals(k: RateConstants, recipe: Recipe) -> float:
@@ -226,7 +241,7 @@ def run_kmc(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, seed
     n_s0 = int(round(recipe.solvent * na_v))
     n_m_stop = int(math.floor((1.0 - x_stop) * n_m0))
     lookup = bin_lookup(_LOOKUP_MAX)
-    t, nm, cells, mom, events, stopped, overflow = _gillespie(
+    t, nm, cells, mom, tally, events, stopped, overflow = _gillespie(
         n_i0, n_m0, n_s0, k.kd, k.f, k.kp / na_v, k.kbb, k.kpt / na_v, k.ktss / na_v, k.ktst / na_v,
         k.ktt / na_v, k.disprop_ss, k.disprop_st, k.disprop_tt, k.ktrM / na_v, k.ktrS / na_v,
         np.asarray(sample_times, dtype=float), n_m_stop, int(seed), lookup,
@@ -234,10 +249,13 @@ def run_kmc(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, seed
     if overflow:
         raise RuntimeError(f"kMC radical arrays overflowed for {recipe}; raise max_rad")
     conversion = 1.0 - nm / n_m0
+    q_dt, r_dt = np.diff(tally[:, 2], prepend=0.0), np.diff(tally[:, 3], prepend=0.0)
     return Simulation(
         recipe=recipe, engine="kmc", time=t, conversion=conversion, cBA=recipe.cBA_0 * nm / n_m0,
         Mn=M_BA * mom[:, 1] / mom[:, 0], Mw=M_BA * mom[:, 2] / mom[:, 1], mmd=normalise(cells),
-        stopped=bool(stopped),
+        stopped=bool(stopped), cAIBN=tally[:, 0] / na_v,
+        branching=100.0 * tally[:, 1] / np.maximum(n_m0 - nm, 1),
+        midchain_fraction=q_dt / np.maximum(r_dt, 1e-300),
         info={"events": int(events), "volume_L": vol, "n_monomer_0": n_m0, "seed": int(seed),
               "n_radicals": n_radicals, "polymer_units": mom[:, 1] / na_v,
               "mass_inside_grid": inside_fraction(cells)})

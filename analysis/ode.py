@@ -172,13 +172,16 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
         y[1, -1] = (1.0 - x_stop) * m0  # the event root, exact to the root-finder's tolerance
     lam0, lam1, lam2 = y[5], y[6], y[7]
     conversion = 1.0 - y[1] / m0
-    cells = _cells(k, sol, times) if with_mmd else np.full((len(times), 102), np.nan)
+    cells, tally = _cells(k, sol, times) if with_mmd else (np.full((len(times), 102), np.nan),
+                                                           np.full((len(times), 3), np.nan))
     mmd = normalise(cells) if with_mmd else cells[:, 1:-1]
     info = {"nfev": int(nfev), "polymer_units": lam1, "mass_inside_grid": inside_fraction(cells)}
     if with_rates and with_mmd:
         info["rates"] = _observable_rates(k, times, y, cells)
     return Simulation(recipe=recipe, engine="ode", time=times, conversion=conversion, cBA=y[1],
-                      Mn=M_BA * lam1 / lam0, Mw=M_BA * lam2 / lam1, mmd=mmd, stopped=stopped, info=info)
+                      Mn=M_BA * lam1 / lam0, Mw=M_BA * lam2 / lam1, mmd=mmd, stopped=stopped, info=info,
+                      cAIBN=y[0], branching=100.0 * tally[:, 0] / (m0 - y[1]),
+                      midchain_fraction=tally[:, 1] / tally[:, 2])
 
 
 def _observable_rates(k: RateConstants, times: np.ndarray, y: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -194,16 +197,22 @@ def _observable_rates(k: RateConstants, times: np.ndarray, y: np.ndarray, cells:
     return np.hstack([dw, logs])
 
 
-def _cells(k: RateConstants, sol: OdeSolution, times: np.ndarray) -> np.ndarray:
-    """Cumulative polymer mass (monomer units, mol/L) in the 102 grid cells at each sample time."""
+def _cells(k: RateConstants, sol: OdeSolution, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative polymer mass (monomer units, mol/L) in the 102 grid cells at each sample time, and
+    per sample the branch points formed so far (mol/L: propagations of mid-chain radicals, kpt Q M) and
+    the integrals of [Q] and [P] + [Q] over the interval since the previous sample (mol s/L)."""
     cells = np.zeros(102)
-    out = []
+    branches = 0.0
+    out, tally = [], []
     t_prev = 0.0
     for t in times:
         nodes, weights = _quadrature(t_prev, float(t))
-        stop, mass1, mass2 = _formation(k, sol(nodes))
+        y = sol(nodes)
+        stop, mass1, mass2 = _formation(k, y)
         cells = cells + weights @ _cell_rates(stop, mass1, mass2)
+        branches += weights @ (k.kpt * y[4] * y[1])
         out.append(cells.copy())
+        tally.append((branches, weights @ y[4], weights @ (y[3] + y[4])))
         t_prev = float(t)
-    return np.array(out)
+    return np.array(out), np.array(tally)
 

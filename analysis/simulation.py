@@ -25,6 +25,9 @@ class Simulation:
     mmd: np.ndarray  # (samples, 100): w(log M) on mmd.LOGM, unit area
     stopped: bool  # True if 90 % conversion was reached before T_END
     info: dict = field(default_factory=dict)
+    cAIBN: np.ndarray | None = None  # mol/L, initiator left
+    branching: np.ndarray | None = None  # mol %: branch points per 100 polymerized monomer units
+    midchain_fraction: np.ndarray | None = None  # [Q] / ([P] + [Q]), averaged since the previous sample
 
     @property
     def t_stop(self) -> float:
@@ -33,6 +36,9 @@ class Simulation:
     def to_dict(self) -> dict:
         """JSON-ready form (the `simulate --json` schema)."""
         r = self.recipe
+        n = len(self.time)
+        extra = [self.cAIBN, self.branching, self.midchain_fraction]
+        extra = [np.full(n, np.nan) if e is None else e for e in extra]
         return {
             "recipe": {"cBA_0": r.cBA_0, "cAIBN_0": r.cAIBN_0, "temp": r.temp},
             "engine": self.engine,
@@ -40,9 +46,10 @@ class Simulation:
             "logM": [round(float(x), 6) for x in LOGM],
             "samples": [
                 {"time": float(t), "conversion": float(x), "cBA_time": float(c), "Mn": float(mn),
-                 "Mw": float(mw), "mmd": [float(v) for v in w]}
-                for t, x, c, mn, mw, w in zip(self.time, self.conversion, self.cBA, self.Mn,
-                                              self.Mw, self.mmd)
+                 "Mw": float(mw), "cAIBN_time": float(i), "branching": float(b),
+                 "midchain_fraction": float(q), "mmd": [float(v) for v in w]}
+                for t, x, c, mn, mw, i, b, q, w in zip(self.time, self.conversion, self.cBA, self.Mn, self.Mw,
+                                                       *extra, self.mmd)
             ],
         }
 

@@ -24,8 +24,10 @@ def test_simulate_json_schema():
     assert len(doc["logM"]) == 100
     assert [s["time"] for s in doc["samples"]] == list(SAMPLE_TIMES)
     for s in doc["samples"]:
-        assert set(s) == {"time", "conversion", "cBA_time", "Mn", "Mw", "mmd"}
+        assert set(s) == {"time", "conversion", "cBA_time", "Mn", "Mw", "cAIBN_time", "branching",
+                          "midchain_fraction", "mmd"}
         assert len(s["mmd"]) == 100 and s["Mw"] >= s["Mn"]
+        assert 0 < s["cAIBN_time"] < 0.02 and 0 < s["branching"] < 10 and 0 < s["midchain_fraction"] < 1
 
 
 def test_simulate_text_output_kmc():

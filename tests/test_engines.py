@@ -140,3 +140,35 @@ def test_stop_rule_at_90_percent_conversion():
         np.testing.assert_array_equal(on_grid, SAMPLE_TIMES[: len(on_grid)])
         assert on_grid[-1] < run.time[-1] < on_grid[-1] + 300
         assert math.isclose(run.conversion[-1], 0.9, abs_tol=1e-6)
+
+
+# --- the observables that break the valley: residual initiator, branching, mid-chain radicals -------
+
+def test_residual_initiator_is_the_first_order_decay_of_aibn(pairs):
+    # I(t) = I0 exp(-kd t): the deterministic engine to its tolerance, the kMC count within 5 binomial sd
+    for recipe, (kmc, ode) in zip(AGREEMENT_RECIPES, pairs):
+        kd = DEFAULT_PARAMETERS.at(recipe.temp).kd
+        np.testing.assert_allclose(ode.cAIBN, recipe.cAIBN_0 * np.exp(-kd * ode.time), rtol=1e-7)
+        p = np.exp(-kd * kmc.time)
+        n0 = recipe.cAIBN_0 * kmc.info["n_monomer_0"] / recipe.cBA_0
+        sd = np.sqrt(n0 * p * (1 - p)) / n0
+        assert np.all(np.abs(kmc.cAIBN / recipe.cAIBN_0 - p) <= 5 * sd + 2 / n0), recipe
+
+
+@pytest.mark.slow
+def test_branching_and_midchain_fraction_agree_between_the_engines(pairs):
+    for recipe, (kmc, ode) in zip(AGREEMENT_RECIPES, pairs):
+        n = min(len(kmc.time), len(ode.time))
+        np.testing.assert_allclose(kmc.branching[:n], ode.branching[:n], rtol=0.03, err_msg=str(recipe))
+        np.testing.assert_allclose(kmc.midchain_fraction[:n], ode.midchain_fraction[:n], rtol=0.03)
+        assert np.all((ode.midchain_fraction > 0) & (ode.midchain_fraction < 1))
+
+
+def test_branching_rises_with_conversion_and_falls_with_monomer_concentration():
+    dilute, concentrated = (simulate(Recipe(c, 0.01, 70.0), "ode") for c in (0.5, 3.0))
+    for run in (dilute, concentrated):
+        assert np.all(np.diff(run.branching) > 0) and np.all(np.diff(run.conversion) > 0)
+    # at the same conversion: backbiting competes with propagation, which slows as [M] falls
+    x = 0.3
+    assert np.interp(x, dilute.conversion, dilute.branching) > 2 * np.interp(x, concentrated.conversion,
+                                                                              concentrated.branching)
