@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # every chapter, slowest first (parallel runs start the long ones first and finish together)
 CHAPTERS := $(addprefix book/,$(addsuffix .md,07-analysis 09-unseen-recipes 08-identifiability \
-	10-your-own-mmd 05-random-forest 06-neural-network 02-simulator 03-data-transformation 04-domain \
+	10-your-own-mmd 02-simulator 05-random-forest 06-neural-network 03-data-transformation 04-domain \
 	01-introduction 11-conclusions))
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
@@ -37,10 +37,12 @@ book: venv
 	@echo "open _build/html/index.html"
 
 ## test: lint, then every unit test and the regression checks of the executed chapters (nbval) in one run
-## on two workers (chapters first, unit tests fill the gaps); no cache from earlier runs
+## on two workers (chapters first, slowest first, in this order; unit tests fill the gaps); no cache from
+## earlier runs
 test: venv lint
 	export POLYINVERSE_CACHE=$$(mktemp -d); trap 'rm -rf "$$POLYINVERSE_CACHE"' EXIT; \
-	$(ONE_THREAD) $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) $(CHAPTERS:.md=.ipynb) tests
+	$(ONE_THREAD) $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=12 \
+		$(NBVAL) $(CHAPTERS:.md=.ipynb) tests
 
 ## unit: the fast unit tests (not those marked slow)
 unit: venv
@@ -53,7 +55,7 @@ lint: venv
 ## nbval: re-execute every chapter (two at a time) and compare the checked cells with book/*.ipynb
 nbval: venv
 	export POLYINVERSE_CACHE=$$(mktemp -d); trap 'rm -rf "$$POLYINVERSE_CACHE"' EXIT; \
-	$(ONE_THREAD) $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) $(CHAPTERS:.md=.ipynb)
+	$(ONE_THREAD) $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder $(NBVAL) $(CHAPTERS:.md=.ipynb)
 
 ## notebooks: refresh the executed reference notebooks (book/*.ipynb) from the MyST sources, deliberately
 notebooks: venv
