@@ -16,7 +16,8 @@ from .ode import SolverBudgetError
 from .outputs import OutputError, atomic_write, check_writable
 from .sec_file import InputError
 
-ERRORS = (RecipeError, DatasetError, InputError, OutputError, SolverBudgetError, InversionBudgetError)
+ERRORS = (RecipeError, DatasetError, InputError, OutputError, SolverBudgetError, InversionBudgetError,
+          ConnectionError)
 
 
 def _seed(text: str) -> int:
@@ -85,10 +86,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _dataset(args: argparse.Namespace) -> int:
     from .dataset import generate, write_workbook
+    from .design import latin_hypercube
 
     check_writable(args.out, "workbook")
+    if args.design == "grid" and args.n_recipes is not None:
+        raise DatasetError("--n-recipes is for --design lhs; the study's grid has 432 recipes")
+    recipes = latin_hypercube(args.n_recipes or 432, seed=args.seed) if args.design == "lhs" else None
     start = time.perf_counter()
-    frame = generate(args.engine, jobs=args.jobs, seed=args.seed, progress=not args.quiet)
+    frame = generate(args.engine, jobs=args.jobs, seed=args.seed, progress=not args.quiet, recipes=recipes,
+                     scheduler=args.scheduler)
     write_workbook(frame, args.out)
     print(f"{len(frame)} rows from {frame['recipe_id'].nunique()} recipes written to {args.out} "
           f"in {time.perf_counter() - start:.0f} s", file=sys.stderr)
@@ -241,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
     p.add_argument("--out", default=str(WORKBOOK))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--design", choices=["grid", "lhs"], default="grid",
+                   help="the study's 6 x 8 x 9 grid, or recipes drawn by a seeded Latin hypercube in its box")
+    p.add_argument("--n-recipes", type=_positive_int, default=None, help="recipes of the lhs design (432)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask cluster (scheduler address, e.g. tcp://host:8786) instead of locally")
     p.set_defaults(func=_dataset)
 
     p = sub.add_parser("tune", help="rerun the study's random-forest search, store the chosen values")

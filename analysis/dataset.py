@@ -1,9 +1,11 @@
 """The study's database regenerated with our simulators, in the schema of the original workbook.
 
 Workbook `BD_compuesta_MMD_BA_Mn_Mw.xlsx`, sheets `mmd_raw_data` (cBA_0, cAIBN_0, temp, time,
-MMD1..MMD100) and `compuesta` (the same plus cBA_time, Mn, Mw), and an extra sheet `runs` (recipe_id,
-conversion, stopped) that the study's code never reads.  `load_dataset` is the one entry point for
-the book and the tools; it validates what it reads.
+MMD1..MMD100) and `compuesta` (the same plus cBA_time, Mn, Mw), and two extra sheets that the study's
+code never reads: `runs` (recipe_id, conversion, stopped) and `observables` (per row: residual initiator
+`cAIBN_time`, branching density `branching` in mol %, mid-chain radical fraction `midchain_fraction`).
+`load_dataset` is the one entry point for the book and the tools; it validates what it reads, and joins
+the observables when asked (the study's original workbook has none).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 
 from .design import EXTRA_FEATURES, TARGETS, design
 from .engines import simulate
+from .kinetics import Recipe
 from .mmd import DLOGM, MMD_COLUMNS, N_POINTS
 from .outputs import atomic_write
 from .workers import n_jobs, parallel_map
@@ -36,6 +39,9 @@ SHEETS = {
     "compuesta": TARGETS + EXTRA_FEATURES + MMD_COLUMNS,
 }
 RUN_COLUMNS = ["recipe_id", "cBA_0", "cAIBN_0", "temp", "time", "conversion", "stopped"]
+OBSERVABLES = ["cAIBN_time", "branching", "midchain_fraction"]  # measurable beyond the study's outputs
+OBSERVABLE_COLUMNS = ["recipe_id", "cBA_0", "cAIBN_0", "temp", "time"] + OBSERVABLES
+ROW_KEY = ["cBA_0", "cAIBN_0", "temp", "time"]  # one row of the study's sheets: a recipe at one time
 
 
 class DatasetError(ValueError):
@@ -55,30 +61,39 @@ def _rows(job: tuple[int, object, str, int]) -> pd.DataFrame:
         "recipe_id": recipe_id, "cBA_0": recipe.cBA_0, "cAIBN_0": recipe.cAIBN_0, "temp": recipe.temp,
         "time": np.round(run.time, 1), "cBA_time": run.cBA, "Mn": run.Mn, "Mw": run.Mw,
         "conversion": run.conversion, "stopped": run.stopped,
+        "cAIBN_time": run.cAIBN, "branching": run.branching, "midchain_fraction": run.midchain_fraction,
     })
     return pd.concat([frame, pd.DataFrame(run.mmd, columns=MMD_COLUMNS)], axis=1)
 
 
 def generate(engine: str = "kmc", jobs: int | None = None, seed: int = DEFAULT_SEED,
-             recipe_ids: list[int] | None = None, progress: bool = True) -> pd.DataFrame:
-    """Simulate the design (or some of its recipes) in parallel; one row per recipe and sample."""
-    recipes = design()
+             recipe_ids: list[int] | None = None, progress: bool = True,
+             recipes: list[Recipe] | None = None, scheduler: str | None = None) -> pd.DataFrame:
+    """Simulate the design (or some of its recipes) in parallel; one row per recipe and sample.
+
+    `recipes` replaces the study's 432 (e.g. `design.latin_hypercube`); a recipe's id is its index.
+    `scheduler` is the address of a Dask scheduler: the same runs go to its workers instead of local
+    processes, with the same seeds, so the rows are the same."""
+    recipes = design() if recipes is None else list(recipes)
     ids = list(range(len(recipes))) if recipe_ids is None else list(recipe_ids)
     # costly recipes first (concentrated, slow) so that the workers finish together
     order = sorted(ids, key=lambda i: -recipes[i].cBA_0 / np.sqrt(recipes[i].cAIBN_0))
     work = [(i, recipes[i], engine, seed) for i in order]
     parts = parallel_map(_rows, work, jobs or n_jobs(), progress=f"{engine} runs" if progress else None,
-                         ordered=False)
+                         ordered=False, scheduler=scheduler)
     return pd.concat(parts).sort_values(["recipe_id", "time"]).reset_index(drop=True)
 
 
 def write_workbook(frame: pd.DataFrame, path: Path | str = WORKBOOK) -> None:
-    """Write the two sheets of the original plus `runs`; same frame -> byte-identical file."""
+    """Write the two sheets of the original, then `runs` and (when the frame has them) `observables`;
+    same frame -> byte-identical file, and the study's two sheets do not depend on the extra ones."""
     buffer = io.BytesIO()
     with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
         for sheet, columns in SHEETS.items():
             frame[columns].to_excel(writer, sheet_name=sheet, index=False)
         frame[RUN_COLUMNS].to_excel(writer, sheet_name="runs", index=False)
+        if set(OBSERVABLES) <= set(frame.columns):
+            frame[OBSERVABLE_COLUMNS].to_excel(writer, sheet_name="observables", index=False)
     atomic_write(path, _reproducible_zip(buffer.getvalue()))
 
 
@@ -103,8 +118,9 @@ def dataset_path(path: Path | str | None = None) -> Path:
 
 
 def load_dataset(path: Path | str | None = None, sheet: str = "compuesta",
-                 area_tolerance: float = 0.02) -> pd.DataFrame:
-    """Read one sheet of the workbook and validate it.
+                 area_tolerance: float = 0.02, observables: bool = False) -> pd.DataFrame:
+    """Read one sheet of the workbook and validate it; with `observables`, join the `observables` sheet
+    row by row (refused, naming the problem, when the workbook has none or a row has no match).
 
     Refuses (DatasetError naming the problem): a missing file, sheet or column, an MMD on another
     number of points, non-numeric or empty cells, negative concentrations, times or MMD values, a
@@ -124,9 +140,60 @@ def load_dataset(path: Path | str | None = None, sheet: str = "compuesta",
         raise DatasetError(f"{path} is not a readable .xlsx workbook: {err}") from err
     if sheet not in sheets:
         raise DatasetError(f"{path.name} has no sheet {sheet!r} (it has {sheets})")
+    if observables and "observables" not in sheets:
+        raise DatasetError(f"{path.name} has no sheet 'observables' (residual initiator, branching): the "
+                           "study's original workbook has none; regenerate ours with `make data`")
     frame = pd.read_excel(path, sheet_name=sheet)
-    return validate_frame(frame, SHEETS[sheet], source=f"{path.name}:{sheet}",
-                          area_tolerance=area_tolerance)
+    frame = validate_frame(frame, SHEETS[sheet], source=f"{path.name}:{sheet}",
+                           area_tolerance=area_tolerance)
+    if observables:
+        extra = validate_observables(pd.read_excel(path, sheet_name="observables"),
+                                     source=f"{path.name}:observables")
+        frame = join_observables(frame, extra, source=path.name)
+    return frame
+
+
+def has_observables(path: Path | str | None = None) -> bool:
+    """Whether the workbook carries the `observables` sheet."""
+    with pd.ExcelFile(dataset_path(path)) as book:
+        return "observables" in book.sheet_names
+
+
+def validate_observables(frame: pd.DataFrame, source: str = "observables") -> pd.DataFrame:
+    """Check the `observables` sheet: its columns, numbers, and physics (residual initiator between 0 and
+    cAIBN_0, branching between 0 and 100 mol %, a fraction between 0 and 1)."""
+    frame = frame.rename(columns=lambda c: str(c).strip())
+    missing = [c for c in ROW_KEY + OBSERVABLES if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{source}: missing column(s) {missing}")
+    frame = frame[ROW_KEY + OBSERVABLES]
+    values = frame.apply(pd.to_numeric, errors="coerce")
+    if values.isna().any().any() or not np.isfinite(values.to_numpy()).all():
+        col = values.columns[values.isna().any() | ~np.isfinite(values).all()][0]
+        raise DatasetError(f"{source}: column {col} has empty, non-numeric or infinite cells")
+    checks = [("cAIBN_time", (values.cAIBN_time < 0) | (values.cAIBN_time > values.cAIBN_0 * (1 + 1e-9)),
+               "outside [0, cAIBN_0]"),
+              ("branching", (values.branching < 0) | (values.branching > 100), "outside [0, 100] mol %"),
+              ("midchain_fraction", (values.midchain_fraction < 0) | (values.midchain_fraction > 1),
+               "outside [0, 1]")]
+    for col, bad, what in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DatasetError(f"{source}: {col} {values[col].iloc[row]:g} is {what} (sheet row {row + 2})")
+    return values.astype(float)
+
+
+def join_observables(frame: pd.DataFrame, extra: pd.DataFrame, source: str = "data") -> pd.DataFrame:
+    """The study's rows with their observables, matched on recipe and time; every row must match once."""
+    if extra.duplicated(ROW_KEY).any():
+        raise DatasetError(f"{source}: the observables sheet has several rows for one recipe and time")
+    joined = frame.merge(extra, on=ROW_KEY, how="left", validate="many_to_one")
+    unmatched = joined[OBSERVABLES[0]].isna()
+    if unmatched.any():
+        row = int(np.flatnonzero(unmatched)[0])
+        raise DatasetError(f"{source}: {int(unmatched.sum())} rows have no observables (first: "
+                           f"{frame[ROW_KEY].iloc[row].to_dict()})")
+    return joined
 
 
 def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data",
@@ -209,5 +276,19 @@ def validate_frame(frame: pd.DataFrame, columns: list[str], source: str = "data"
 
 
 def file_sha256(path: Path | str) -> str:
-    """SHA-256 of a file's bytes (what stored results are tied to)."""
+    """SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def study_sha256(path: Path | str) -> str:
+    """SHA-256 of what the study's models see: the numbers of the two study sheets as read (column names
+    and float64 values), not the file's bytes, so that an extra sheet or another writer does not change it.
+    Stored results (hyperparameters) are tied to this."""
+    digest = hashlib.sha256()
+    for sheet in SHEETS:
+        frame = pd.read_excel(path, sheet_name=sheet)
+        frame = frame.rename(columns=lambda c: str(c).strip())
+        digest.update(sheet.encode())
+        digest.update(",".join(map(str, frame.columns)).encode())
+        digest.update(np.ascontiguousarray(frame.apply(pd.to_numeric, errors="coerce").to_numpy(float)))
+    return digest.hexdigest()

@@ -39,6 +39,22 @@ def design() -> list[Recipe]:
     return [Recipe(c, i, t) for c in CBA0_LEVELS for i in CAIBN0_LEVELS for t in TEMP_LEVELS]
 
 
+def latin_hypercube(n: int, seed: int = 0) -> list[Recipe]:
+    """`n` recipes drawn inside the design's box by a seeded Latin hypercube (SciPy's qmc), uniform in
+    cBA_0, cAIBN_0 (mol/L, as the grid's levels) and temp; rounded to 4 significant digits.  Each level
+    range is cut into `n` strata with one recipe in each: a design beyond the 432 grid points for learning
+    curves, run with the same sampling and stop rule."""
+    from scipy.stats import qmc
+
+    if n < 1:
+        raise ValueError(f"a Latin hypercube needs at least one recipe, got n = {n}")
+    unit = qmc.LatinHypercube(d=3, rng=np.random.default_rng(seed)).random(n)
+    lows = [min(CBA0_LEVELS), min(CAIBN0_LEVELS), min(TEMP_LEVELS)]
+    highs = [max(CBA0_LEVELS), max(CAIBN0_LEVELS), max(TEMP_LEVELS)]
+    values = qmc.scale(unit, lows, highs)
+    return [Recipe(*(float(f"{v:.4g}") for v in row)) for row in values]
+
+
 # --- recipes in a table ---------------------------------------------------------------------------
 RECIPE_KEY = ["cBA_0", "cAIBN_0", "temp"]  # a recipe is its three initial levels
 

@@ -2,6 +2,7 @@
 
 The processes are joblib's loky workers: fresh interpreters, started once and reused.  Plain `fork`
 is not used: a process that already runs threads (joblib, BLAS, tqdm) can deadlock its forked children.
+With a Dask scheduler's address the same work goes to that cluster's workers instead (dask.distributed).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ def n_jobs() -> int:
 
 
 def parallel_map(fn: Callable, items: Iterable, jobs: int | None = None, progress: str | None = None,
-                 ordered: bool = True) -> list:
+                 ordered: bool = True, scheduler: str | None = None) -> list:
     """`[fn(x) for x in items]` over `jobs` processes (default `n_jobs()`); with `progress`, a tqdm bar
-    of that title.  With `ordered=False` results come back as they finish (the caller sorts them)."""
+    of that title.  With `ordered=False` results come back as they finish (the caller sorts them).
+    With `scheduler` (a Dask scheduler's address, e.g. tcp://host:8786), on that cluster's workers."""
     from tqdm import tqdm
 
     items = list(items)
+    if scheduler is not None:
+        return _cluster_map(fn, items, scheduler, progress, ordered)
     jobs = min(jobs or n_jobs(), max(len(items), 1))
     bar = tqdm(total=len(items), desc=progress, disable=progress is None)
     out = []
@@ -41,3 +45,21 @@ def parallel_map(fn: Callable, items: Iterable, jobs: int | None = None, progres
             bar.update()
     bar.close()
     return out
+
+
+def _cluster_map(fn: Callable, items: list, scheduler: str, progress: str | None, ordered: bool) -> list:
+    from distributed import Client, as_completed
+    from tqdm import tqdm
+
+    try:
+        client = Client(scheduler, timeout=30)
+    except OSError as err:
+        raise ConnectionError(f"no Dask scheduler answers at {scheduler}: {err}") from err
+    with client:
+        futures = client.map(fn, items, pure=False)
+        out = []
+        with tqdm(total=len(items), desc=progress, disable=progress is None) as bar:
+            for future in as_completed(futures):
+                out.append(future.result())
+                bar.update()
+        return [f.result() for f in futures] if ordered else out

@@ -10,11 +10,19 @@ import pytest
 
 from analysis.dataset import (
     DEFAULT_SEED,
+    OBSERVABLE_COLUMNS,
+    OBSERVABLES,
+    ROW_KEY,
     SHEETS,
     WORKBOOK,
     DatasetError,
+    file_sha256,
     generate,
+    has_observables,
+    join_observables,
     load_dataset,
+    study_sha256,
+    validate_observables,
     write_workbook,
 )
 from analysis.dataset_summary import card_figures
@@ -22,12 +30,15 @@ from analysis.design import (
     CAIBN0_LEVELS,
     CBA0_LEVELS,
     EXTRA_FEATURES,
+    RECIPE_KEY,
     SAMPLE_TIMES,
     TARGETS,
     TEMP_LEVELS,
     design,
+    latin_hypercube,
 )
 from analysis.engines import simulate
+from analysis.kinetics import DEFAULT_PARAMETERS, Recipe
 from analysis.mmd import DLOGM, MMD_COLUMNS, l1_distance
 
 pytestmark = pytest.mark.skipif(not WORKBOOK.exists(), reason="no committed workbook")
@@ -113,7 +124,7 @@ def test_two_recipes_regenerated_with_the_committed_seed_are_identical(sheets, t
     fresh = pd.read_excel(tmp_path / "fresh.xlsx", sheet_name=None)
     keep = sheets["runs"].recipe_id.isin(ids).to_numpy()
     assert len(fresh["runs"]) == keep.sum() > 12
-    for name in ("compuesta", "runs"):
+    for name in ("compuesta", "runs", "observables"):
         pd.testing.assert_frame_equal(fresh[name], sheets[name][keep].reset_index(drop=True),
                                       check_exact=True, check_dtype=False)
 
@@ -128,7 +139,7 @@ def test_writing_is_byte_reproducible(tmp_path, sheets):
 def test_data_card_figures_are_the_data(runs):
     card = CARD.read_text()
     figures = card_figures(WORKBOOK)
-    assert f"`{figures['sha256']}`" in card
+    assert f"`{figures['sha256']}`" in card and f"`{study_sha256(WORKBOOK)}`" in card
     assert re.search(rf"\*\*{figures['rows']}\*\* rows", card)
     assert re.search(rf"\*\*{figures['recipes_at_90']}\*\* of the 432 recipes", card)
     assert figures["rows"] == len(runs)
@@ -191,3 +202,82 @@ def test_loader_renormalises_a_row_with_another_area(tmp_path, monkeypatch):
     monkeypatch.setenv("POLYINVERSE_DATA", str(path))
     with warnings.catch_warnings(record=True):
         assert len(load_dataset()) == 24  # the environment variable points elsewhere
+
+
+# --- the observables sheet, the checksum of the study's sheets, other designs, a Dask cluster -------
+
+def test_observables_sheet_covers_every_row_with_physical_values(sheets, data):
+    obs = sheets["observables"]
+    assert list(obs.columns) == OBSERVABLE_COLUMNS
+    assert len(obs) == len(data)
+    joined = load_dataset(observables=True)
+    assert len(joined) == len(data) and not joined[OBSERVABLES].isna().any().any()
+    pd.testing.assert_frame_equal(joined[data.columns], data)
+    # residual initiator: first-order decay, kMC scatter of a few per mille at most
+    kd = DEFAULT_PARAMETERS.kd
+    expected = joined.cAIBN_0 * np.exp(-np.array([kd(t) for t in joined.temp]) * joined.time)
+    assert np.abs(joined.cAIBN_time / expected - 1).median() < 0.005
+    # branching rises with conversion in (nearly) every recipe, and matches the deterministic engine
+    ends = joined.groupby(RECIPE_KEY).tail(1)
+    for row in ends.sample(3, random_state=0).itertuples():
+        ode = simulate(Recipe(row.cBA_0, row.cAIBN_0, row.temp), "ode")
+        assert abs(row.branching / ode.branching[-1] - 1) < 0.03
+        assert abs(row.midchain_fraction / ode.midchain_fraction[-1] - 1) < 0.03
+
+
+def test_loader_asked_for_observables_refuses_a_workbook_without_them(small_workbook):
+    assert not has_observables(small_workbook)
+    assert len(load_dataset(small_workbook)) > 0  # the study's original has none and still loads
+    with pytest.raises(DatasetError, match="no sheet 'observables'"):
+        load_dataset(small_workbook, observables=True)
+
+
+def test_observables_that_do_not_match_the_rows_are_refused(data):
+    extra = data[ROW_KEY].head(10).assign(cAIBN_time=0.001, branching=1.0, midchain_fraction=0.9)
+    with pytest.raises(DatasetError, match="rows have no observables"):
+        join_observables(data.head(12), extra)
+    with pytest.raises(DatasetError, match="branching 150 is outside"):
+        validate_observables(extra.assign(branching=150.0))
+    with pytest.raises(DatasetError, match="cAIBN_time .* is outside"):
+        validate_observables(extra.assign(cAIBN_time=extra.cAIBN_0 * 2))
+
+
+def test_study_checksum_ignores_extra_sheets_but_not_a_changed_number(tmp_path, sheets):
+    frame = pd.concat([sheets["runs"], sheets["compuesta"][EXTRA_FEATURES + MMD_COLUMNS]], axis=1).head(24)
+    plain, extended = tmp_path / "plain.xlsx", tmp_path / "extended.xlsx"
+    write_workbook(frame, plain)
+    write_workbook(frame.assign(cAIBN_time=0.001, branching=1.0, midchain_fraction=0.9), extended)
+    assert file_sha256(plain) != file_sha256(extended)
+    assert study_sha256(plain) == study_sha256(extended)
+    frame.loc[5, "MMD40"] *= 1 + 1e-12
+    write_workbook(frame, plain)
+    assert study_sha256(plain) != study_sha256(extended)
+
+
+def test_latin_hypercube_fills_one_stratum_per_recipe_and_is_seeded():
+    n = 25
+    recipes = latin_hypercube(n, seed=3)
+    values = np.array([[r.cBA_0, r.cAIBN_0, r.temp] for r in recipes])
+    for j, levels in enumerate((CBA0_LEVELS, CAIBN0_LEVELS, TEMP_LEVELS)):
+        lo, hi = min(levels), max(levels)
+        strata = np.floor((values[:, j] - lo) / (hi - lo) * n * (1 - 1e-9)).astype(int)
+        assert sorted(strata) == list(range(n))  # 4-digit rounding keeps each in its stratum
+    assert latin_hypercube(n, seed=3) == recipes and latin_hypercube(n, seed=4) != recipes
+    frame = generate("ode", jobs=1, recipes=recipes[:2], progress=False)
+    assert set(frame.recipe_id) == {0, 1} and set(frame.columns) >= set(SHEETS["compuesta"] + OBSERVABLES)
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_same_rows_as_local_processes():
+    distributed = pytest.importorskip("distributed")
+    ids = [i for i, r in enumerate(design()) if (r.cBA_0, r.cAIBN_0) == (0.5, 0.02)][:3]
+    local = generate("kmc", jobs=1, recipe_ids=ids, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        remote = generate("kmc", recipe_ids=ids, progress=False, scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(remote, local, check_exact=True)
+
+
+def test_an_unreachable_scheduler_is_named():
+    with pytest.raises(ConnectionError, match="no Dask scheduler answers at tcp://127.0.0.1:9"):
+        generate("ode", recipe_ids=[0], progress=False, scheduler="tcp://127.0.0.1:9")

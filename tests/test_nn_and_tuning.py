@@ -1,8 +1,10 @@
 """The Keras network and the nested hyperparameter searches, on tiny inputs."""
 
 import json
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.design import TARGETS
@@ -47,13 +49,23 @@ def test_nested_searches_choose_inside_the_training_folds(toy):
 
 
 def test_stored_searches_record_their_workbook(small_workbook, tmp_path):
-    from analysis.dataset import file_sha256
+    from analysis.dataset import file_sha256, study_sha256
     from analysis.hyperparameters import load_stored, stamp, write_stored
 
     record = {**stamp(small_workbook), "rf_mmd": {"params": {"n_estimators": 100}}}
     write_stored(record, tmp_path / "h.json")
     stored = json.loads((tmp_path / "h.json").read_text())
     assert stored["data"] == "small.xlsx" and stored["data_sha256"] == file_sha256(small_workbook)
+    assert stored["study_sha256"] == study_sha256(small_workbook)
     assert load_stored(tmp_path / "h.json", small_workbook)["rf_mmd"]["params"]["n_estimators"] == 100
+    # the same study sheets with an extra sheet: another file, the same searches, no warning
+    sheets = pd.read_excel(small_workbook, sheet_name=None)
+    with pd.ExcelWriter(tmp_path / "extended.xlsx") as writer:
+        for name, sheet in {**sheets, "observables": sheets["compuesta"].iloc[:, :4]}.items():
+            sheet.to_excel(writer, sheet_name=name, index=False)
+    assert file_sha256(tmp_path / "extended.xlsx") != file_sha256(small_workbook)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_stored(tmp_path / "h.json", tmp_path / "extended.xlsx")
     with pytest.raises(FileNotFoundError, match="make tune"):
         load_stored(tmp_path / "absent.json")
