@@ -9,6 +9,8 @@ Scheme (two radical types; SPR = secondary chain-end radical P, MCR = mid-chain 
     P + P -> dead        ktss       P + Q -> dead   ktst       Q + Q -> dead   ktt
     P(n) + M -> D(n) + P(1)   ktrM
     P(n) + S -> D(n) + P(1)   ktrS = CS * kp  (solvent radical re-initiates at once, consuming one M)
+    Q(n) -> D(n) + P(1)       kbeta (beta-scission of the MCR: a macromonomer and a short radical; an
+                              option, off by default, deterministic engine only)
 
 Termination convention (IUPAC): d[P]/dt = -2 ktss [P]^2, d[Q]/dt = -2 ktt [Q]^2 and the cross term
 removes 2 ktst [P][Q] of each type per unit time (per-SPR loss frequency 2 ktst [Q]).  Every engine of
@@ -71,7 +73,9 @@ class KineticParameters:
         "43, 4023 (kt(1,1) = 1.3e10 exp(-8.4 kJ/mol/RT), alpha_s = 0.85, alpha_l = 0.16, ic = 30), "
         "averaged over the radical chain lengths of this design and used chain-length independent.")
     ktt_over_ktss: float = 0.1  # MCR-MCR termination about ten times slower (usual acrylate assumption)
-    # ktst = sqrt(ktss * ktt): geometric-mean cross termination (usual assumption).
+    # ktst = ktst_factor * sqrt(ktss * ktt): geometric-mean cross termination (usual assumption); the
+    # factor is 1 and exists for the sensitivity study.
+    ktst_factor: float = 1.0
     disprop_ss: float = 0.1  # fraction of SPR-SPR events ending by disproportionation (consensus)
     disprop_mcr: float = 0.9  # fraction for any pair with an MCR (consensus)
     ktrM: Arrhenius = Arrhenius(
@@ -79,6 +83,8 @@ class KineticParameters:
         "Transfer to BA monomer: Hutchinson-group BA parameter set (Wang & Hutchinson, Macromol. "
         "React. Eng. 2008; Peck & Hutchinson, Ind. Eng. Chem. Res. 2004).")
     CS: float = 2.7e-4  # ktrS / kp for acrylates in toluene; order of magnitude (kinetics.md).
+    kbeta: Arrhenius = Arrhenius(0.0, 0.0, "beta-scission of MCRs: off (negligible below ~100 °C in the "
+                                           "usual BA models; `sensitivity.beta_scission_scan` checks it)")
     sources: dict = field(default_factory=lambda: {
         "f": "mcPolymer tutorial model file (Drache).",
         "ktt_over_ktss": "Usual assumption for acrylate MCRs (e.g. Nikitin et al. 2007 models).",
@@ -86,6 +92,7 @@ class KineticParameters:
         "disprop": "Qualitative literature consensus: SPR-SPR mostly combination, MCR pairs mostly "
                    "disproportionation.",
         "CS": "Order of magnitude of chain-transfer constants of acrylates to toluene.",
+        "ktst_factor": "1: the geometric mean itself.",
     }, compare=False, hash=False, repr=False)
 
     def at(self, temp_c: float) -> RateConstants:
@@ -95,9 +102,9 @@ class KineticParameters:
         ktt = self.ktt_over_ktss * ktss
         return RateConstants(
             kd=self.kd(temp_c), f=self.f, kp=kp, kbb=self.kbb(temp_c), kpt=self.kpt(temp_c),
-            ktss=ktss, ktst=math.sqrt(ktss * ktt), ktt=ktt,
+            ktss=ktss, ktst=self.ktst_factor * math.sqrt(ktss * ktt), ktt=ktt,
             disprop_ss=self.disprop_ss, disprop_st=self.disprop_mcr, disprop_tt=self.disprop_mcr,
-            ktrM=self.ktrM(temp_c), ktrS=self.CS * kp,
+            ktrM=self.ktrM(temp_c), ktrS=self.CS * kp, kbeta=self.kbeta(temp_c),
         )
 
     def ideal(self) -> KineticParameters:
@@ -123,9 +130,15 @@ class RateConstants:
     disprop_tt: float
     ktrM: float
     ktrS: float
+    kbeta: float = 0.0
 
 
 DEFAULT_PARAMETERS = KineticParameters()
+# The only number for beta-scission of BA MCRs in the stored sources: the "high" rate coefficient that
+# Ballard, Veloso and Asua (Polymers 2018, 10, 765, SI Fig. S5) needed at 140 °C.  At 60-80 °C the true
+# one is far smaller (its activation energy is well above propagation's; Reyes et al. 2016), so this is an
+# extreme that the sensitivity study scans down from.
+BETA_SCISSION_140C = 450.0  # 1/s
 
 # What a literature check of kinetics.md's values found (stored sources searched in November 2026).
 # status: "verified" (value found in the cited or an equivalent source), "not checkable" (the source
@@ -144,7 +157,12 @@ VERIFICATION = {
     "ktt, ktst": ("assumption", "ktt = 0.1 ktss, geometric-mean cross termination"),
     "disproportionation": ("assumption", "0.1 for SPR pairs, 0.9 with an MCR (literature consensus)"),
     "ktrM": ("not checkable", "Hutchinson-group parameter set not in the stored sources"),
-    "CS": ("not checkable", "order of magnitude for acrylates in toluene"),
+    "CS": ("not checkable", "order of magnitude for acrylates in toluene; no acrylate-toluene value in the "
+                            "stored sources (styrene's is 1.05e-5 at 60 °C, Carraher's Polymer Chemistry, "
+                            "Table 6.4: acrylate radicals are far more reactive); its effect is bounded by "
+                            "the sensitivity study (x0.5, x2)"),
+    "kbeta": ("option", "off; scanned up to 450 s-1 (Ballard et al. 2018 at 140 °C) in the hot, dilute, "
+                        "high-conversion corner: no Arrhenius parameters for 60-80 °C in the stored sources"),
 }
 
 
@@ -222,6 +240,7 @@ def parameter_table(params: KineticParameters = DEFAULT_PARAMETERS, temp_c: floa
         ("ktrS = CS kp", f"{k.ktrS:.3g}", params.sources["CS"], "CS"),
         ("disproportionation SS / with MCR", f"{k.disprop_ss:g} / {k.disprop_st:g}",
          params.sources["disprop"], "disproportionation"),
+        ("kbeta (beta-scission, option)", f"{k.kbeta:.3g}", params.kbeta.source, "kbeta"),
     ]
     for name, value, source, key in extra:
         rows.append({"coefficient": name, "A": "", "Ea (kJ/mol)": "", at: value, "source": source,

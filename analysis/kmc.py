@@ -234,6 +234,8 @@ def run_kmc(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, seed
     if not 0 <= int(seed) < 2**32 or int(seed) != seed:
         raise ValueError(f"the kMC seed must be an integer from 0 to 2**32 - 1, got {seed}")
     k = params.at(recipe.temp)
+    if k.kbeta > 0:
+        raise NotImplementedError("beta-scission (kbeta > 0) is an option of the deterministic engine only")
     vol = control_volume(recipe, params, n_radicals, min_chains)
     na_v = N_AVOGADRO * vol
     n_m0 = int(round(recipe.cBA_0 * na_v))

@@ -56,29 +56,31 @@ def _budgeted(rhs, recipe: Recipe):
 def _rhs(k: RateConstants):
     f2kd = 2.0 * k.f * k.kd
     kp, kbb, kpt, ktrM, ktrS = k.kp, k.kbb, k.kpt, k.ktrM, k.ktrS
-    ktss, ktst, ktt = k.ktss, k.ktst, k.ktt
+    ktss, ktst, ktt, kbeta = k.ktss, k.ktst, k.ktt, k.kbeta
     dss, dst, dtt = k.disprop_ss, k.disprop_st, k.disprop_tt
 
+    # beta-scission: the dead chain hands its last unit to the new radical (n -> n - 1 in the moments; the
+    # grid cells neglect this one-unit shift, off by default)
     def rhs(t, y):
         i, m, s, p, q, _, _, _ = y
         ri = f2kd * i
         tp = 2.0 * ktss * p + 2.0 * ktst * q  # termination frequency of one SPR
-        tq = 2.0 * ktst * p + 2.0 * ktt * q  # termination frequency of one MCR
+        tq = 2.0 * ktst * p + 2.0 * ktt * q + kbeta  # frequency with which one MCR's chain ends
         trp = ktrM * m + ktrS * s  # transfer frequency of one SPR
         ess, est, ett = ktss * p * p, 2.0 * ktst * p * q, ktt * q * q  # termination events
         stop = (kbb * tq / (kpt * m + tq) + tp + trp) / (kp * m + kbb + tp + trp)  # 1 - p
         stop = max(stop, 1e-100)  # no radicals and no transfer (ideal kinetics at t = 0): rates are 0
-        rd1 = trp * p + 2.0 * (dss * ess + dst * est + dtt * ett)  # chains with one radical's length
+        rd1 = trp * p + kbeta * q + 2.0 * (dss * ess + dst * est + dtt * ett)  # one radical's length
         rd2 = (1 - dss) * ess + (1 - dst) * est + (1 - dtt) * ett  # chains from combination
         return [
             -k.kd * i,
             -(kp * p + kpt * q + ktrM * p) * m - ri - ktrS * p * s,
             -ktrS * p * s,
-            ri - kbb * p + kpt * q * m - 2.0 * ess - est,
-            kbb * p - kpt * q * m - est - 2.0 * ett,
+            ri - kbb * p + kpt * q * m - 2.0 * ess - est + kbeta * q,
+            kbb * p - kpt * q * m - est - 2.0 * ett - kbeta * q,
             rd1 + rd2,
-            (rd1 + 2.0 * rd2) / stop,
-            (rd1 * (2.0 - stop) + rd2 * (6.0 - 2.0 * stop)) / (stop * stop),
+            (rd1 + 2.0 * rd2) / stop - kbeta * q,
+            (rd1 * (2.0 - stop) + rd2 * (6.0 - 2.0 * stop)) / (stop * stop) + kbeta * q * (1.0 - 2.0 / stop),
         ]
 
     return rhs
@@ -88,12 +90,12 @@ def _formation(k: RateConstants, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """Stop probability 1-p and mass formation rates (monomer units) of the two distributions."""
     i, m, s, p, q = y[:5]
     tp = 2.0 * k.ktss * p + 2.0 * k.ktst * q
-    tq = 2.0 * k.ktst * p + 2.0 * k.ktt * q
+    tq = 2.0 * k.ktst * p + 2.0 * k.ktt * q + k.kbeta
     trp = k.ktrM * m + k.ktrS * s
     ess, est, ett = k.ktss * p * p, 2.0 * k.ktst * p * q, k.ktt * q * q
     stop = (k.kbb * tq / (k.kpt * m + tq) + tp + trp) / (k.kp * m + k.kbb + tp + trp)
     stop = np.maximum(stop, 1e-100)
-    rd1 = trp * p + 2.0 * (k.disprop_ss * ess + k.disprop_st * est + k.disprop_tt * ett)
+    rd1 = trp * p + k.kbeta * q + 2.0 * (k.disprop_ss * ess + k.disprop_st * est + k.disprop_tt * ett)
     rd2 = (1 - k.disprop_ss) * ess + (1 - k.disprop_st) * est + (1 - k.disprop_tt) * ett
     return stop, rd1 / stop, 2.0 * rd2 / stop
 

@@ -208,3 +208,48 @@ def valley_posterior(post, truth: dict | None = None):
                 ax.plot([truth["temp"]], [truth[name]], "k*", ms=9)
     fig.tight_layout()
     return fig
+
+
+def branching_against_experiment(curves: pd.DataFrame, points: list[tuple[str, float, float]]):
+    """Branching against conversion, our runs (lines, one per BA content) and the measured points."""
+    fig, ax = plt.subplots(figsize=SINGLE)
+    colours = dict(zip(sorted(curves["wt %"].unique()), sns.color_palette("colorblind")))
+    for wt, run in curves.groupby("wt %"):
+        ax.plot(run.conversion, run.branching, color=colours[wt], lw=1.4, label=f"ours, {wt:g} wt % BA")
+    markers = {">10": ("o", "black"), "10": ("s", colours.get(10, "grey")),
+               "3": ("^", colours.get(3, "grey"))}
+    for wt, x, value in points:
+        marker, colour = markers[wt]
+        ax.plot(x, value, marker=marker, color=colour, ls="none", ms=8, mec="black",
+                label=f"measured, {wt} wt %")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), ncol=2)
+    ax.set(xlabel="conversion", ylabel="branches (mol %)", ylim=(0, 8), xlim=(0, 1))
+    fig.tight_layout()
+    return fig
+
+
+def tornado(ratios: pd.DataFrame, outcomes: list[str] | None = None):
+    """Each outcome (panels) relative to the default parameters when each parameter (rows) moves to its
+    low or high end, on a log2 axis (bars start at the default, 1)."""
+    outcomes = outcomes or list(ratios.columns)
+    params = list(dict.fromkeys(ratios.index.get_level_values(0)))
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(1.9 * len(outcomes), 0.32 * len(params) + 1.3),
+                             sharey=True)
+    low, high = sns.color_palette("colorblind")[:2]
+    y = np.arange(len(params))
+    for ax, outcome in zip(np.atleast_1d(axes), outcomes):
+        for side, colour, shift in (("low", low, -0.18), ("high", high, 0.18)):
+            values = np.log2([ratios.loc[(p, side), outcome] for p in params])
+            ax.barh(y + shift, values, height=0.34, color=colour, label=f"{side} end")
+        ax.axvline(0, color="black", lw=0.8)
+        span = max(1.0, np.ceil(np.nanmax(np.abs(np.log2(ratios[outcome].to_numpy(float))))))
+        ticks = np.arange(-span, span + 1)
+        ax.set_xticks(ticks, [f"{2.0 ** t:g}" for t in ticks])
+        ax.set(title=outcome, xlabel="× default", yticks=y, yticklabels=params)
+        ax.title.set_fontsize(8)
+    np.atleast_1d(axes)[0].invert_yaxis()
+    np.atleast_1d(axes)[0].legend(loc="lower left", fontsize=6)
+    fig.tight_layout()
+    return fig
