@@ -146,17 +146,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _invert(args: argparse.Namespace) -> int:
     import warnings
 
-    from .finder import check_extras, find_recipe
+    from .finder import check_extras, check_known, find_recipe
     from .sec_file import read_sec_file
 
     if args.plot:
         check_writable(args.plot, "plot")
     check_extras(args.cba_time, args.mn, args.mw)
+    check_known(args.caibn_time, args.branching, args.time, args.temp)
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         w = read_sec_file(args.mmd, signal=args.signal, notes=notes)
-        result = find_recipe(w, args.cba_time, args.mn, args.mw)
+        result = find_recipe(w, args.cba_time, args.mn, args.mw, cAIBN_time=args.caibn_time,
+                             branching=args.branching, time=args.time, temp=args.temp)
     result["notes"] = notes
     result["warnings"] = [str(c.message) for c in caught] + result["warnings"]
     if args.json:
@@ -278,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cba-time", type=float, default=None, help="remaining BA, mol/L")
     p.add_argument("--mn", type=float, default=None, help="Mn, g/mol")
     p.add_argument("--mw", type=float, default=None, help="Mw, g/mol")
+    p.add_argument("--caibn-time", type=float, default=None, help="residual AIBN, mol/L (HPLC, NMR)")
+    p.add_argument("--branching", type=float, default=None,
+                   help="branching density, mol %% (branch points per 100 monomer units; 13C NMR)")
+    p.add_argument("--time", type=float, default=None, help="known reaction time, s")
+    p.add_argument("--temp", type=float, default=None, help="known reaction temperature, °C")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--plot", default=None, help="PNG file: your MMD and the re-simulated ones")
     p.set_defaults(func=_invert)

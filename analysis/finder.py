@@ -9,7 +9,7 @@ import pandas as pd
 from .dataset import load_dataset
 from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
 from .domain import Domain
-from .inversion import Observation, invert
+from .inversion import Observation, disagreements, invert
 from .kinetics import BULK_BA
 from .memo import cached
 from .mmd import MMD_COLUMNS
@@ -18,6 +18,7 @@ from .roundtrip import roundtrip
 from .sec_file import InputError
 
 FAILED_FIT = 25.0  # chi² per observed value above which a fit is reported as failed (5 x the noise)
+KNOWN_MISFIT = 4.0  # chi² per value above which known values are suspected (2 x the noise)
 
 
 def as_frame(w: np.ndarray, cBA_time: float | None = None, Mn: float | None = None,
@@ -55,13 +56,51 @@ def check_extras(cBA_time: float | None, Mn: float | None, Mw: float | None) -> 
         raise InputError(f"Mw ({Mw:g}) is below Mn ({Mn:g}), which no polymer has: are they swapped?")
 
 
+def check_known(cAIBN_time: float | None = None, branching: float | None = None, time: float | None = None,
+                temp: float | None = None) -> None:
+    """Refuse (InputError) a residual initiator, branching, known time or temperature that is impossible,
+    in another unit, or outside the design's domain, before any work."""
+    for name, value in (("cAIBN_time", cAIBN_time), ("branching", branching), ("time", time),
+                        ("temp", temp)):
+        if value is not None and not np.isfinite(value):
+            raise InputError(f"{name} must be a finite number, got {value}")
+    if cAIBN_time is not None:
+        if cAIBN_time <= 0:
+            raise InputError(f"the residual initiator must be positive (mol/L), got {cAIBN_time}")
+        if cAIBN_time > 0.2:
+            raise InputError(f"cAIBN_time = {cAIBN_time} mol/L is implausibly high: it looks like mmol/L; "
+                             f"give it in mol/L (e.g. {cAIBN_time / 1000:g})")
+        if cAIBN_time > BOX["cAIBN_0"][1]:
+            raise InputError(f"cAIBN_time = {cAIBN_time} mol/L is above the design's highest initial "
+                             f"initiator ({BOX['cAIBN_0'][1]} mol/L): outside the trained domain")
+    if branching is not None and not 0 < branching < 100:
+        raise InputError(f"the branching density is in mol % (branch points per 100 monomer units), "
+                         f"between 0 and 100; got {branching}")
+    if temp is not None:
+        if temp > 150:
+            raise InputError(f"temp = {temp} looks like kelvin; give °C")
+        lo, hi = BOX["temp"]
+        if not lo <= temp <= hi:
+            raise InputError(f"temp = {temp} °C is outside the trained domain ({lo:g}-{hi:g} °C)")
+    if time is not None:
+        lo, hi = BOX["time"]
+        if not lo <= time <= hi:
+            raise InputError(f"time = {time} s is outside the trained domain ({lo:g}-{hi:g} s)")
+
+
 def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None = None,
                 Mw: float | None = None, frame: pd.DataFrame | None = None,
-                models: dict | None = None, with_posterior: bool = False) -> dict:
+                models: dict | None = None, with_posterior: bool = False, cAIBN_time: float | None = None,
+                branching: float | None = None, time: float | None = None,
+                temp: float | None = None) -> dict:
     """The whole finder: domain verdict, ML prediction with intervals, physics inversion, round trip.
     `models` caches fitted ML models by feature set ('composite', 'mmd') between calls; with
-    `with_posterior` the result also holds the `Inversion` itself (not JSON) under "inversion"."""
+    `with_posterior` the result also holds the `Inversion` itself (not JSON) under "inversion".  The
+    residual initiator, branching, a known time or temperature condition the inversion (the ML model
+    does not use them; its prediction takes the known values instead of its own)."""
     check_extras(cBA_time, Mn, Mw)
+    check_known(cAIBN_time, branching, time, temp)
+    known = {k: v for k, v in (("time", time), ("temp", temp)) if v is not None}
     frame = load_dataset() if frame is None else frame
     given = [c for c, v in zip(EXTRA_FEATURES, (cBA_time, Mn, Mw)) if v is not None]
     row = as_frame(w, cBA_time, Mn, Mw)
@@ -71,9 +110,14 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     if feature_set not in models:
         models[feature_set] = ml_model(frame, feature_set)
     ml_recipe, ml_interval = ml_prediction(models[feature_set], row)
-    result = invert(Observation(w, cBA_time, Mn, Mw), starts=[clip_to_box(ml_recipe), CENTRE])
-    warnings_ = verdict.reasons()
+    obs = Observation(w, cBA_time, Mn, Mw, cAIBN_time, branching, time, temp)
+    result = invert(obs, starts=[clip_to_box({**ml_recipe, **known}), {**CENTRE, **known}])
+    warnings_ = verdict.reasons() + disagreements(result.recipe, obs)
     failed = result.inflation > FAILED_FIT
+    if obs.known and result.inflation > KNOWN_MISFIT:
+        warnings_.append(f"with the given {' and '.join(obs.known)} no recipe makes this polymer within the "
+                         f"noise (it misses by {np.sqrt(result.inflation):.1f} times the noise): check the "
+                         "known values")
     if failed:
         misses = np.sqrt(result.inflation)
         warnings_.append(f"the fit failed: the best recipe misses the polymer by {misses:.0f} times the "
@@ -94,7 +138,7 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
         "misfit": result.misfit,
         "fit": {"status": "failed" if failed else "ok", "misfit_per_value": result.misfit,
                 "noise_inflation": result.inflation, "evaluations": result.evaluations},
-        "features": given,
+        "features": given + obs.extras[len(given):] + obs.known,
         "in_domain": bool(verdict.in_domain),
         "warnings": warnings_,
     }
@@ -139,3 +183,17 @@ def stability_table(found: dict, rerun, best_fits: dict[str, dict]) -> pd.DataFr
     table.loc["posterior moved, % of range"] = 100 * moves / span
     table.loc["best fit moved, % of range"] = 100 * (pd.Series(fits[1]) - pd.Series(fits[0]))[TARGETS] / span
     return table
+
+
+def conditioned_table(results: dict[str, dict], truth: dict) -> pd.DataFrame:
+    """Per case (rows) and target: the 90 % interval's width in % of the study's range and whether the
+    truth lies inside it."""
+    rows = {}
+    for label, result in results.items():
+        row = {}
+        for t in TARGETS:
+            lo, hi = result["interval"][t]
+            row[(t, "width %")] = round(100 * (hi - lo) / np.diff(STUDY_RANGES[t])[0], 1)
+            row[(t, "inside")] = bool(lo <= truth[t] <= hi)
+        rows[label] = row
+    return pd.DataFrame(rows).T

@@ -3,7 +3,9 @@
 The forward model is the deterministic engine, sampled at the reaction time (or at the 90 % stop if that
 comes first).  The misfit chi² is a noise-weighted sum of squares over the MMD points and, when given,
 the log-ratios of cBA_time, Mn and Mw (noise levels `NOISE`, close to the kinetic Monte Carlo noise of
-the database), so chi² of about one per observed value is "as good as the data".
+the database), so chi² of about one per observed value is "as good as the data".  What else the chemist
+measured or knows enters the same way: the residual initiator and the branching density (log-ratios, with
+the `typical` precision of `measurement`), a known reaction time or temperature (differences in s or °C).
 
 From these observables temperature, initiator and time trade along a valley that the data cannot see
 through (chapter 8): the best-fit point on it is arbitrary within the noise, and moves with the last
@@ -32,12 +34,19 @@ from scipy.special import ndtr
 
 from .design import BOX, CENTRE, TARGETS, as_dict, from_unit, to_unit, unit_span
 from .kinetics import Recipe
+from .measurement import PROFILES
 from .mmd import DLOGM, N_POINTS, l1_distance
 from .ode import run_ode
 
 # Noise levels: w(log M) per grid point (kMC against deterministic MMDs of the dataset's control volumes
-# differ by about this much), and relative noise of cBA_time, Mn, Mw.
-NOISE = {"mmd": 0.01, "cBA_time": 0.005, "Mn": 0.01, "Mw": 0.01}
+# differ by about this much), and relative noise of cBA_time, Mn, Mw; residual initiator and branching with
+# the `typical` precision of their analyses; a known time to 5 s (sampling and quench) and a known
+# temperature to 0.5 °C (a controlled reactor).
+NOISE = {"mmd": 0.01, "cBA_time": 0.005, "Mn": 0.01, "Mw": 0.01,
+         "cAIBN_time": PROFILES["typical"].cAIBN_time, "branching": PROFILES["typical"].branching,
+         "time": 5.0, "temp": 0.5}
+MEASURED = ("cBA_time", "Mn", "Mw", "cAIBN_time", "branching")  # compared as log-ratios
+KNOWN = ("time", "temp")  # compared as differences
 PROFILE_TARGET = "temp"  # the valley's main axis (chapter 8)
 GRID_STEP = 2.0  # °C between the first profile points; refined where the posterior changes fast
 MIN_STEP = 1.0  # °C: the finest refinement (summaries move by < 0.1 °C with a finer one)
@@ -71,12 +80,17 @@ J_PROFILE = TARGETS.index(PROFILE_TARGET)
 
 @dataclass
 class Observation:
-    """What is measured on one sample: the MMD on the model grid, and optionally the other outputs."""
+    """What is measured on one sample: the MMD on the model grid, and optionally the other outputs, the
+    residual initiator (mol/L), the branching density (mol %), and a known time (s) or temperature (°C)."""
 
     mmd: np.ndarray
     cBA_time: float | None = None
     Mn: float | None = None
     Mw: float | None = None
+    cAIBN_time: float | None = None
+    branching: float | None = None
+    time: float | None = None
+    temp: float | None = None
 
     def __post_init__(self) -> None:
         self.mmd = np.asarray(self.mmd, dtype=float)
@@ -88,15 +102,24 @@ class Observation:
 
     @property
     def extras(self) -> list[str]:
-        return [n for n in ("cBA_time", "Mn", "Mw") if getattr(self, n) is not None]
+        """The measured quantities besides the MMD."""
+        return [n for n in MEASURED if getattr(self, n) is not None]
+
+    @property
+    def known(self) -> list[str]:
+        """The targets given as known."""
+        return [n for n in KNOWN if getattr(self, n) is not None]
 
 
 def forward(recipe: dict) -> dict:
-    """Deterministic engine at the recipe's time (or at its 90 % stop): mmd, cBA_time, Mn, Mw."""
+    """Deterministic engine at the recipe's time (or at its 90 % stop): mmd, cBA_time, Mn, Mw, cAIBN_time,
+    branching, the sample's time and temperature."""
     run = run_ode(Recipe(recipe["cBA_0"], recipe["cAIBN_0"], recipe["temp"]),
                   sample_times=np.array([recipe["time"]]))
     return {"mmd": run.mmd[-1], "cBA_time": float(run.cBA[-1]), "Mn": float(run.Mn[-1]),
-            "Mw": float(run.Mw[-1]), "time": float(run.time[-1]), "stopped": run.stopped}
+            "Mw": float(run.Mw[-1]), "cAIBN_time": float(run.cAIBN[-1]),
+            "branching": float(run.branching[-1]),
+            "time": float(run.time[-1]), "temp": float(recipe["temp"]), "stopped": run.stopped}
 
 
 def residuals(recipe: dict, obs: Observation, noise: dict = NOISE) -> np.ndarray:
@@ -105,7 +128,26 @@ def residuals(recipe: dict, obs: Observation, noise: dict = NOISE) -> np.ndarray
     r = [(sim["mmd"] - obs.mmd) / noise["mmd"]]
     for name in obs.extras:
         r.append(np.array([np.log(sim[name] / getattr(obs, name)) / noise[name]]))
+    for name in obs.known:
+        r.append(np.array([(sim[name] - getattr(obs, name)) / noise[name]]))
     return np.concatenate(r)
+
+
+def disagreements(recipe: dict, obs: Observation, noise: dict = NOISE, limit: float = 3.0,
+                  names: tuple[str, ...] = ("cAIBN_time", "branching", "time", "temp")) -> list[str]:
+    """The given values among `names` (default: what conditions the inversion beyond the study's outputs,
+    whose misfit the fit's own verdict already covers) that the recipe misses by more than `limit`
+    standard deviations."""
+    sim = forward(recipe)
+    out = []
+    for name in [n for n in obs.extras + obs.known if n in names]:
+        value = getattr(obs, name)
+        z = (np.log(sim[name] / value) if name in MEASURED else sim[name] - value) / noise[name]
+        if abs(z) > limit:
+            out.append(f"the given {name} = {value:.4g} disagrees with the rest of the data: the recipe that "
+                       f"fits everything best has {name} = {sim[name]:.4g}, {abs(z):.0f} standard "
+                       f"deviations away; check the value and its unit")
+    return out
 
 
 def _unit_residuals(u: np.ndarray, obs: Observation, noise: dict, budget: Budget | None = None) -> np.ndarray:
@@ -288,13 +330,15 @@ def _log_weights(points: list[ProfilePoint], inflation: float) -> tuple[np.ndarr
     return np.array(logw), np.array(covs)
 
 
-def posterior_from_profile(temps: np.ndarray, points: list[ProfilePoint]) -> Posterior:
-    """The mixture posterior of a profile over the temperature grid `temps` (sorted)."""
+def posterior_from_profile(temps: np.ndarray, points: list[ProfilePoint],
+                           bounds: tuple[float, float] | None = None) -> Posterior:
+    """The mixture posterior of a profile over the temperature grid `temps` (sorted), whose cells span
+    `bounds` (default: the design's box)."""
     n_obs = points[0].jac.shape[0]
     chi2 = np.array([p.chi2 for p in points])
     inflation = max(1.0, float(chi2.min()) / n_obs)
     logw, covs = _log_weights(points, inflation)
-    lo_box, hi_box = BOX[PROFILE_TARGET]
+    lo_box, hi_box = BOX[PROFILE_TARGET] if bounds is None else bounds
     edges = np.concatenate([[lo_box], 0.5 * (temps[1:] + temps[:-1]), [hi_box]])
     cells = np.column_stack([edges[:-1], edges[1:]])
     mass = np.exp(logw - logw.max()) * (cells[:, 1] - cells[:, 0])  # density x cell width
@@ -360,11 +404,16 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
     starts = [CENTRE] if not starts else starts
     lo, hi = BOX[PROFILE_TARGET]
     temps = np.linspace(lo, hi, int(round((hi - lo) / GRID_STEP)) + 1)
+    bounds = (lo, hi)
+    if obs.temp is not None:  # a known temperature: the posterior lives within 3 sd of it, nowhere else
+        near = obs.temp + noise["temp"] * np.array([-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0])
+        temps = np.unique(np.round(near[(near >= lo) & (near <= hi)], 6))
+        bounds = (max(lo, obs.temp - 3.25 * noise["temp"]), min(hi, obs.temp + 3.25 * noise["temp"]))
     # find the valley first: a free fit of all four targets from each start; the best one lies on it
     best = min((free_fit(obs, s, noise, budget) for s in starts), key=lambda fit: fit[1])
     points = profile(obs, temps, best[0], noise, budget=budget)
     while True:
-        post = posterior_from_profile(temps, points)
+        post = posterior_from_profile(temps, points, bounds)
         new = _refine(temps, post.weights)
         if not len(new):
             break

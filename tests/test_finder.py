@@ -10,18 +10,23 @@ import pandas as pd
 import pytest
 
 from analysis.design import BOX, CENTRE, TARGETS, from_unit, to_unit
+from analysis.finder import KNOWN_MISFIT, check_known, find_recipe
 from analysis.inversion import (
+    NOISE,
     Observation,
     ProfilePoint,
     conditional_fit,
+    disagreements,
     forward,
     invert,
     posterior_from_profile,
     profile,
     profile_table,
+    residuals,
 )
 from analysis.mmd import MMD_COLUMNS
 from analysis.roundtrip import interval_hits, roundtrip_table
+from analysis.sec_file import InputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 TRUTH = json.loads((EXAMPLES / "truth.json").read_text())
@@ -181,3 +186,80 @@ def test_make_examples_writes_the_committed_files_again(tmp_path):
     assert truth == TRUTH
     for name in list(TRUTH) + ["truth.json"]:
         assert (tmp_path / name).read_bytes() == (EXAMPLES / name).read_bytes(), name
+
+
+# --- what the chemist knows or measured besides the MMD ----------------------------------------------
+
+def _observe_with(recipe: dict, **given) -> Observation:
+    """The noise-free polymer of a recipe with extra measurements taken from the simulation (`given` maps
+    a name to a factor on the simulated value) or known values (`time`/`temp`: the value itself)."""
+    sim = forward(recipe)
+    base = _observe(recipe)
+    extras = {k: (v if k in ("time", "temp") else sim[k] * v) for k, v in given.items()}
+    return Observation(base.mmd, base.cBA_time, base.Mn, base.Mw, **extras)
+
+
+def test_observation_residuals_count_each_extra_and_known_value():
+    obs = _observe_with(OFF_GRID, cAIBN_time=1.0, branching=1.0, time=OFF_GRID["time"], temp=OFF_GRID["temp"])
+    assert obs.extras == ["cBA_time", "Mn", "Mw", "cAIBN_time", "branching"] and obs.known == ["time", "temp"]
+    r = residuals(OFF_GRID, obs)
+    assert len(r) == 100 + 5 + 2 and np.abs(r).max() < 1e-9
+    moved = residuals({**OFF_GRID, "temp": OFF_GRID["temp"] + 1.0}, obs)
+    assert moved[-1] == pytest.approx(1.0 / NOISE["temp"])
+
+
+@pytest.mark.slow
+def test_a_known_temperature_at_the_truth_pins_the_other_three(noise_free):
+    obs = _observe_with(OFF_GRID, temp=OFF_GRID["temp"])
+    result = invert(obs, starts=[{**CENTRE, "temp": OFF_GRID["temp"]}])
+    free = noise_free
+    for name, (lo, hi) in result.interval.items():
+        assert lo <= OFF_GRID[name] <= hi, (name, lo, hi)
+    width = {k: np.diff(v)[0] for k, v in result.interval.items()}
+    free_width = {k: np.diff(v)[0] for k, v in free.interval.items()}
+    assert width["temp"] < 0.2 * free_width["temp"] and width["cAIBN_0"] < 0.5 * free_width["cAIBN_0"]
+    assert not disagreements(result.recipe, obs)
+
+
+@pytest.mark.slow
+def test_residual_initiator_breaks_the_valley(noise_free):
+    obs = _observe_with(OFF_GRID, cAIBN_time=1.0)
+    result = invert(obs, starts=[CENTRE])
+    free = noise_free
+    for name, (lo, hi) in result.interval.items():
+        assert lo <= OFF_GRID[name] <= hi, (name, lo, hi)
+    assert np.diff(result.interval["cAIBN_0"])[0] < 0.3 * np.diff(free.interval["cAIBN_0"])[0]
+
+
+@pytest.mark.slow
+def test_a_wrong_known_temperature_gives_a_poor_round_trip_and_a_warning():
+    """The reactor ran at 66.5 °C for 2250 s; the user says 78 °C with the time known: the valley cannot
+    compensate a temperature at a fixed time, so the fit misses the polymer and the finder says why."""
+    obs = _observe_with(OFF_GRID, time=OFF_GRID["time"], temp=78.0)
+    wrong = invert(obs, starts=[{**CENTRE, "temp": 78.0, "time": OFF_GRID["time"]}])
+    right = invert(_observe_with(OFF_GRID, time=OFF_GRID["time"], temp=OFF_GRID["temp"]),
+                   starts=[{**CENTRE, "temp": OFF_GRID["temp"], "time": OFF_GRID["time"]}])
+    assert abs(wrong.recipe["temp"] - 78.0) <= 3.25 * NOISE["temp"]  # held within its uncertainty
+    assert wrong.mmd_l1 > 10 * max(right.mmd_l1, 1e-3) and wrong.inflation > KNOWN_MISFIT
+    found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, time=obs.time, temp=obs.temp)
+    assert any("with the given time and temp no recipe makes this polymer" in m for m in found["warnings"])
+    assert found["features"] == ["cBA_time", "Mn", "Mw", "time", "temp"]
+
+
+def test_impossible_known_values_are_refused_with_the_reason():
+    cases = [({"temp": 343.15}, "kelvin"), ({"temp": 95.0}, "outside the trained domain"),
+             ({"cAIBN_time": 3.0}, "mmol/L"), ({"cAIBN_time": 0.05}, "highest initial initiator"),
+             ({"branching": 150.0}, "mol %"), ({"time": 7200.0}, "outside the trained domain"),
+             ({"time": float("nan")}, "finite"), ({"cAIBN_time": -1e-3}, "positive")]
+    for given, words in cases:
+        with pytest.raises(InputError, match=words):
+            check_known(**given)
+    check_known(cAIBN_time=0.004, branching=2.0, time=1800.0, temp=70.0)
+
+
+@pytest.mark.slow
+def test_invert_command_refuses_a_known_value_before_computing():
+    mmd = str(EXAMPLES / "between_levels.csv")
+    out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd", mmd, "--temp", "343.15"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "kelvin" in out.stderr and "Traceback" not in out.stderr
