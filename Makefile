@@ -17,7 +17,7 @@ export TF_ENABLE_ONEDNN_OPTS := 0
 ONE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 --nbval-sanitize-with book/sanitize.cfg
 
-.PHONY: venv book test unit lint nbval data examples notebooks tune bench clean
+.PHONY: venv book test unit lint nbval data examples notebooks tune finder bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
@@ -73,15 +73,22 @@ data: venv
 examples: venv
 	$(BIN)/python -m analysis examples --out data/examples
 
-## tune: rerun the study's hyperparameter search and the nested searches (all cores, all threads)
+## tune: rerun the study's hyperparameter search and the nested searches (all cores, all threads), then
+## the finder's stored models
 tune: venv
 	$(BIN)/python -m analysis tune
 	$(BIN)/python -m analysis tune --nested
+	$(BIN)/python -m analysis tune --finder
 
-## bench: speed figures of the engines and the inversion (prints ratios to the targets)
+## finder: fit and store the finder's models and domain for the workbook (data/finder_models.joblib)
+finder: venv
+	$(BIN)/python -m analysis tune --finder
+
+## bench: speed figures of the engines, the inversion and the cluster path (prints ratios to the targets)
 bench: venv
 	$(BIN)/python benchmarks/engines.py
 	$(BIN)/python benchmarks/inversion.py
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf _build .pytest_cache

@@ -106,8 +106,15 @@ def _tune(args: argparse.Namespace) -> int:
     from .tuning import run_nested, run_study_search
 
     if args.out:
-        check_writable(args.out, "JSON file")
+        check_writable(args.out, "JSON file" if not args.finder else "model file")
     start = time.perf_counter()
+    if args.finder:
+        from .finder import STORE, write_finder_models
+
+        fitted = write_finder_models(args.out or STORE, args.data)
+        print(f"finder models fitted on {fitted.data_sha256[:12]}... in {time.perf_counter() - start:.0f} s; "
+              f"stored in {args.out or STORE}", file=sys.stderr)
+        return 0
     if args.nested:
         stored = run_nested(args.data, out=args.out or NESTED_SEARCH)
         for key in ("hgb_composite", "rf_composite"):
@@ -146,6 +153,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _invert(args: argparse.Namespace) -> int:
     import warnings
 
+    from threadpoolctl import threadpool_limits
+
     from .finder import check_extras, check_known, find_recipe
     from .sec_file import read_sec_file
 
@@ -154,7 +163,9 @@ def _invert(args: argparse.Namespace) -> int:
     check_extras(args.cba_time, args.mn, args.mw)
     check_known(args.caibn_time, args.branching, args.time, args.temp)
     notes: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
+    # one thread per library: a call must stay fast whatever else runs (OpenMP threads of the boosted
+    # trees fighting other processes for the cores made one call take minutes)
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
         warnings.simplefilter("always")
         w = read_sec_file(args.mmd, signal=args.signal, notes=notes)
         result = find_recipe(w, args.cba_time, args.mn, args.mw, cAIBN_time=args.caibn_time,
@@ -262,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "or data/nested_tuning.json with --nested)")
     p.add_argument("--nested", action="store_true",
                    help="search inside each grouped outer fold (boosted trees and the study's forest)")
+    p.add_argument("--finder", action="store_true",
+                   help="fit the finder's models and domain once and store them (data/finder_models.joblib)")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")

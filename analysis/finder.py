@@ -1,12 +1,22 @@
 """The recipe finder for a user's own MMD: domain check, machine-learning prediction with calibrated
-intervals, the physics inversion's posterior, and the round trip of both recipes."""
+intervals, the physics inversion's posterior, and the round trip of both recipes.
+
+What a call needs from the workbook (the fitted models and the training domain) can be fitted once and
+stored in `data/finder_models.joblib` with the workbook's checksums and the library versions (`make finder`;
+about 18 MB, so not committed): then a call reads no workbook and fits no model.  Without it, or for another
+workbook, the models are fitted in the call (cached on disk when $POLYINVERSE_CACHE is set).
+"""
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .dataset import load_dataset
+from .dataset import DATA_DIR, dataset_path, file_sha256, load_dataset, study_sha256
 from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
 from .domain import Domain
 from .inversion import Observation, disagreements, invert
@@ -17,6 +27,7 @@ from .new_models import BoostedModel
 from .roundtrip import roundtrip
 from .sec_file import InputError
 
+STORE = DATA_DIR / "finder_models.joblib"
 FAILED_FIT = 25.0  # chi² per observed value above which a fit is reported as failed (5 x the noise)
 KNOWN_MISFIT = 4.0  # chi² per value above which known values are suspected (2 x the noise)
 
@@ -35,6 +46,82 @@ def ml_model(frame: pd.DataFrame, features: str = "composite", seed: int = 42) -
     rows = np.ascontiguousarray(frame[TARGETS + FEATURE_SETS[features]].to_numpy(float)).tobytes()
     key = rows + repr((features, seed)).encode()
     return cached("ml_model", key, lambda: BoostedModel(features, seed=seed).fit(frame))
+
+
+class StaleFinderModels(UserWarning):
+    """Stored finder models fitted on another workbook or with other library versions."""
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+
+    return {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+
+
+@dataclass
+class FinderModels:
+    """The ML model per feature set ('composite', 'mmd'), the training rows' features (for the domain of
+    any subset of the extras), the domains of the two usual subsets, and what they were fitted on."""
+
+    models: dict[str, BoostedModel]
+    training: pd.DataFrame  # cBA_time, Mn, Mw, MMD1..MMD100 of every training row
+    domains: dict[tuple[str, ...], Domain]
+    data_sha256: str
+    study_sha256: str
+    versions: dict[str, str]
+
+    def domain(self, given: list[str]) -> Domain:
+        """The training domain for the extras given (fitted here for an unusual subset: a second)."""
+        key = tuple(given)
+        if key not in self.domains:
+            self.domains[key] = Domain(self.training, list(given) + MMD_COLUMNS)
+        return self.domains[key]
+
+
+def fit_finder_models(data: Path | str | None = None) -> FinderModels:
+    """Fit everything a finder call needs on a workbook (minutes: two boosted models with intervals)."""
+    path = dataset_path(data)
+    frame = load_dataset(path)
+    models = {f: ml_model(frame, f) for f in ("composite", "mmd")}
+    domains = {tuple(g): Domain(frame, list(g) + MMD_COLUMNS) for g in (EXTRA_FEATURES, [])}
+    training = frame[EXTRA_FEATURES + MMD_COLUMNS].reset_index(drop=True)
+    return FinderModels(models, training, domains, file_sha256(path), study_sha256(path), _versions())
+
+
+def write_finder_models(out: Path | str = STORE, data: Path | str | None = None) -> FinderModels:
+    """Fit and store the finder's models for a workbook (`make finder`)."""
+    import io
+
+    import joblib
+
+    from .outputs import atomic_write
+
+    fitted = fit_finder_models(data)
+    buffer = io.BytesIO()
+    joblib.dump(fitted, buffer, compress=3)
+    atomic_write(out, buffer.getvalue())
+    return fitted
+
+
+def finder_models(data: Path | str | None = None, store: Path | str = STORE) -> FinderModels:
+    """The stored finder models when they belong to the workbook in use (same file, or the same study
+    sheets) and to these library versions; otherwise fitted for it (cached on disk when a cache is set),
+    with a warning naming the reason."""
+    import joblib
+
+    path = dataset_path(data)
+    store = Path(store)
+    if store.exists():
+        stored = joblib.load(store)
+        same_versions = stored.versions == _versions()
+        same_data = stored.data_sha256 == file_sha256(path) or stored.study_sha256 == study_sha256(path)
+        if same_versions and same_data:
+            return stored
+        why = "another workbook" if not same_data else f"other library versions ({stored.versions})"
+        warnings.warn(f"{store.name} was fitted on {why}; fitting the finder's models for {path.name} "
+                      "(minutes; `make finder` stores them)", StaleFinderModels, stacklevel=2)
+    key = file_sha256(path).encode()
+    return cached("finder_models", key, lambda: fit_finder_models(path))
 
 
 def ml_prediction(model: BoostedModel, row: pd.DataFrame) -> tuple[dict, dict]:
@@ -94,22 +181,28 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
                 branching: float | None = None, time: float | None = None,
                 temp: float | None = None) -> dict:
     """The whole finder: domain verdict, ML prediction with intervals, physics inversion, round trip.
-    `models` caches fitted ML models by feature set ('composite', 'mmd') between calls; with
+    Without `frame` it uses the stored finder models (`finder_models`: no workbook is read, no model
+    fitted); with it, `models` caches ML models fitted on `frame` by feature set between calls; with
     `with_posterior` the result also holds the `Inversion` itself (not JSON) under "inversion".  The
     residual initiator, branching, a known time or temperature condition the inversion (the ML model
     does not use them; its prediction takes the known values instead of its own)."""
     check_extras(cBA_time, Mn, Mw)
     check_known(cAIBN_time, branching, time, temp)
     known = {k: v for k, v in (("time", time), ("temp", temp)) if v is not None}
-    frame = load_dataset() if frame is None else frame
     given = [c for c, v in zip(EXTRA_FEATURES, (cBA_time, Mn, Mw)) if v is not None]
     row = as_frame(w, cBA_time, Mn, Mw)
-    verdict = Domain(frame, given + MMD_COLUMNS).check(row)[0]
     feature_set = "composite" if len(given) == 3 else "mmd"  # the ML model needs all three extras
-    models = {} if models is None else models
-    if feature_set not in models:
-        models[feature_set] = ml_model(frame, feature_set)
-    ml_recipe, ml_interval = ml_prediction(models[feature_set], row)
+    if frame is None:
+        stored = finder_models()
+        verdict = stored.domain(given).check(row)[0]
+        model = stored.models[feature_set]
+    else:
+        verdict = Domain(frame, given + MMD_COLUMNS).check(row)[0]
+        models = {} if models is None else models
+        if feature_set not in models:
+            models[feature_set] = ml_model(frame, feature_set)
+        model = models[feature_set]
+    ml_recipe, ml_interval = ml_prediction(model, row)
     obs = Observation(w, cBA_time, Mn, Mw, cAIBN_time, branching, time, temp)
     result = invert(obs, starts=[clip_to_box({**ml_recipe, **known}), {**CENTRE, **known}])
     warnings_ = verdict.reasons() + disagreements(result.recipe, obs)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,35 @@ def test_invert_command_refuses_a_known_value_before_computing():
     out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd", mmd, "--temp", "343.15"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "kelvin" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_workbook, monkeypatch):
+    """The selection logic of `finder_models`, with a stand-in for the fitting (which takes minutes)."""
+    import joblib
+
+    from analysis import finder
+    from analysis.dataset import file_sha256, study_sha256
+
+    fits = []
+    monkeypatch.setattr(finder, "fit_finder_models", lambda path: fits.append(path) or "fitted here")
+    store = tmp_path / "models.joblib"
+    assert finder.finder_models(small_workbook, store) == "fitted here" and len(fits) == 1  # no store yet
+    stored = finder.FinderModels({}, pd.DataFrame(), {}, file_sha256(small_workbook),
+                                 study_sha256(small_workbook), finder._versions())
+    joblib.dump(stored, store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert finder.finder_models(small_workbook, store).data_sha256 == stored.data_sha256
+    assert len(fits) == 1  # read, not fitted
+    other = tmp_path / "other.xlsx"
+    frame = pd.read_excel(small_workbook, sheet_name=None)
+    frame["compuesta"].loc[0, "Mn"] *= 1.01
+    with pd.ExcelWriter(other) as writer:
+        for name, sheet in frame.items():
+            sheet.to_excel(writer, sheet_name=name, index=False)
+    with pytest.warns(finder.StaleFinderModels, match="another workbook"):
+        assert finder.finder_models(other, store) == "fitted here"
+    joblib.dump(finder.FinderModels({}, pd.DataFrame(), {}, stored.data_sha256, stored.study_sha256,
+                                    {"scikit-learn": "0.1"}), store)
+    with pytest.warns(finder.StaleFinderModels, match="other library versions"):
+        finder.finder_models(small_workbook, store)
