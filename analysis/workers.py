@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 
 from joblib import Parallel, delayed
 
+SCHEDULER_TIMEOUT = 20.0  # s to wait for a Dask scheduler to answer
+
 
 def n_jobs() -> int:
     """Worker processes to use: $POLYINVERSE_JOBS, else every core."""
@@ -52,7 +54,7 @@ def _cluster_map(fn: Callable, items: list, scheduler: str, progress: str | None
     from tqdm import tqdm
 
     try:
-        client = Client(scheduler, timeout=30)
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
     except OSError as err:
         raise ConnectionError(f"no Dask scheduler answers at {scheduler}: {err}") from err
     with client:

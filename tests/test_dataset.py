@@ -278,6 +278,7 @@ def test_a_dask_cluster_gives_the_same_rows_as_local_processes():
     pd.testing.assert_frame_equal(remote, local, check_exact=True)
 
 
-def test_an_unreachable_scheduler_is_named():
+def test_an_unreachable_scheduler_is_named(monkeypatch):
+    monkeypatch.setattr("analysis.workers.SCHEDULER_TIMEOUT", 2.0)
     with pytest.raises(ConnectionError, match="no Dask scheduler answers at tcp://127.0.0.1:9"):
         generate("ode", recipe_ids=[0], progress=False, scheduler="tcp://127.0.0.1:9")
