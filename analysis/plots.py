@@ -245,7 +245,7 @@ def tornado(ratios: pd.DataFrame, outcomes: list[str] | None = None):
             ax.barh(y + shift, values, height=0.34, color=colour, label=f"{side} end")
         ax.axvline(0, color="black", lw=0.8)
         span = max(1.0, np.ceil(np.nanmax(np.abs(np.log2(ratios[outcome].to_numpy(float))))))
-        ticks = np.arange(-span, span + 1)
+        ticks = np.arange(-span, span + 1, 2 if span > 2 else 1)  # every other power of 2 on wide axes
         ax.set_xticks(ticks, [f"{2.0 ** t:g}" for t in ticks])
         ax.set(title=outcome, xlabel="× default", yticks=y, yticklabels=params)
         ax.title.set_fontsize(8)
