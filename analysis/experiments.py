@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from .design import RECIPE_KEY
 from .kinetics import DEFAULT_PARAMETERS, M_AIBN, M_BA, RHO_BA, KineticParameters, Recipe
 from .mmd import DLOGM
 from .ode import run_ode
@@ -153,7 +154,7 @@ def engines_on_observables(path=None) -> pd.DataFrame | None:
     if not has_observables(path):
         return None
     data = load_dataset(path, observables=True)
-    last = data.groupby(["cBA_0", "cAIBN_0", "temp"], sort=True).tail(1)
+    last = data.groupby(RECIPE_KEY, sort=True).tail(1)
     diffs = []
     for row in last.itertuples():
         run = run_ode(Recipe(row.cBA_0, row.cAIBN_0, row.temp))  # the same samples: the mid-chain fraction

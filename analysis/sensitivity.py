@@ -61,16 +61,18 @@ def perturbations(p: KineticParameters = DEFAULT_PARAMETERS) -> dict[str, tuple[
     }
 
 
-def outcomes(params: KineticParameters, sigma: np.ndarray | None = None) -> dict[str, float]:
+def outcomes(params: KineticParameters, sigma: np.ndarray | None = None,
+             row: pd.DataFrame | None = None) -> dict[str, float]:
     """What the book relies on, under one parameter set (see the module's docstring).  `sigma` is the
-    noise (103,) of the reference row; without it the singular value is not computed."""
+    noise (103,) of the reference row (`row`, read from the workbook if not given); without it the
+    singular value is not computed."""
     ref = run_ode(Recipe(*REFERENCE), params)
     stops = sum(run_ode(r, params, with_mmd=False).stopped for r in design())
     out = {"conversion at 3600 s": float(ref.conversion[-1]), "Mn at 3600 s": float(ref.Mn[-1]),
            "branching at 3600 s (mol %)": float(ref.branching[-1]),
            "mid-chain fraction": float(ref.midchain_fraction[-1]), "recipes at 90 %": int(stops)}
     if sigma is not None:
-        out["weakest singular value"] = weakest_singular_value(params, sigma)
+        out["weakest singular value"] = weakest_singular_value(params, sigma, row)
     return out
 
 
@@ -89,19 +91,26 @@ def _reference_row() -> pd.DataFrame:
     return data.iloc[[_reference_index(data)]].reset_index(drop=True)
 
 
-def reference_noise(jobs: int | None = None) -> np.ndarray:
-    """Noise of the reference row's observables (103,): chapter 8's model (MMD scatter fitted to the row,
-    Mn, Mw and cBA_time with their workbook-wide kMC scatter around the deterministic engine)."""
+def _reference(jobs: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The reference row and the noise of its observables (103,), from one reading of the workbook."""
     from .dataset import load_dataset
 
     data = load_dataset()
-    return noise_model(data, design_observables(data, jobs))[_reference_index(data)]
+    r = _reference_index(data)
+    return data.iloc[[r]].reset_index(drop=True), noise_model(data, design_observables(data, jobs))[r]
 
 
-def weakest_singular_value(params: KineticParameters, sigma: np.ndarray) -> float:
+def reference_noise(jobs: int | None = None) -> np.ndarray:
+    """Noise of the reference row's observables (103,): chapter 8's model (MMD scatter fitted to the row,
+    Mn, Mw and cBA_time with their workbook-wide kMC scatter around the deterministic engine)."""
+    return _reference(jobs)[1]
+
+
+def weakest_singular_value(params: KineticParameters, sigma: np.ndarray,
+                           row: pd.DataFrame | None = None) -> float:
     """Smallest singular value of the noise-scaled Jacobian (targets in units of the design's ranges) at
     the reference row, composite observables, with the Jacobian of these parameters."""
-    row = _reference_row()
+    row = _reference_row() if row is None else row
     obs, jac, stopped, grad, times = recipe_jacobians(REFERENCE, params=params)
     k = int(np.argmin(np.abs(times - REFERENCE_TIME)))
     rj = RowJacobians(obs[k:k + 1], jac[k:k + 1], stopped[k:k + 1], grad[k:k + 1])
@@ -110,11 +119,11 @@ def weakest_singular_value(params: KineticParameters, sigma: np.ndarray) -> floa
 
 def sensitivity_table(jobs: int | None = None) -> pd.DataFrame:
     """Outcomes at the default and at each perturbed set (rows: parameter, side), in worker processes."""
-    sigma = reference_noise(jobs)
+    row, sigma = _reference(jobs)
     cases = [("default", "", "", DEFAULT_PARAMETERS)]
     for name, (what, low, high) in perturbations().items():
         cases += [(name, what, "low", low), (name, what, "high", high)]
-    results = parallel_map(partial(outcomes, sigma=sigma), [c[3] for c in cases], jobs)
+    results = parallel_map(partial(outcomes, sigma=sigma, row=row), [c[3] for c in cases], jobs)
     index = pd.MultiIndex.from_tuples([(c[0], c[2]) for c in cases], names=["parameter", "side"])
     table = pd.DataFrame(results, index=index)
     table.insert(0, "range", [c[1] for c in cases])
