@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from .design import BOX, EXTRA_FEATURES, RECIPE_KEY, TARGETS, from_unit, to_unit, unit_span
+from .design import BOX, EXTRA_FEATURES, RECIPE_KEY, SAMPLE_TIMES, TARGETS, from_unit, to_unit, unit_span
 from .kinetics import DEFAULT_PARAMETERS, KineticParameters, Recipe
 from .memo import cached
 from .mmd import MMD_COLUMNS
@@ -46,14 +46,19 @@ MMD_FLOOR = 5e-4  # noise floor of a grid point where w is ~0 (the kMC scatter t
 class RowJacobians:
     """Observables and their derivatives for every row of the design (rows in the frame's order)."""
 
-    observed: np.ndarray  # (rows, 103): deterministic MMD, log cBA_time, log Mn, log Mw
-    jac: np.ndarray  # (rows, 103, 4): d observable / d target, targets in original units
+    observed: np.ndarray  # (rows, 103): deterministic MMD, log cBA_time, log Mn, log Mw (+ `EXTENDED`)
+    jac: np.ndarray  # (rows, 103, 4): d observable / d target, targets in original units (105 extended)
     stopped: np.ndarray  # (rows,) True where the sample is the 90 % stop: time = t_stop(recipe)
     stop_gradient: np.ndarray  # (rows, 3): d t_stop / d (cBA_0, cAIBN_0, temp) on stopped rows
 
 
-def _observables(run, k: int) -> np.ndarray:
-    return np.concatenate([run.mmd[k], np.log([run.cBA[k], run.Mn[k], run.Mw[k]])])
+COMPOSITE = len(MMD_COLUMNS) + len(EXTRA_FEATURES)  # the study's observables: MMD, cBA_time, Mn, Mw
+EXTENDED = ["cAIBN_time", "branching"]  # observables beyond the composite ones (`extended=True`), as logs
+
+
+def _observables(run, k: int, extended: bool = False) -> np.ndarray:
+    logs = [run.cBA[k], run.Mn[k], run.Mw[k]] + ([run.cAIBN[k], run.branching[k]] if extended else [])
+    return np.concatenate([run.mmd[k], np.log(logs)])
 
 
 def _same_sample(runs, k: int, stop: bool) -> bool:
@@ -64,18 +69,20 @@ def _same_sample(runs, k: int, stop: bool) -> bool:
 
 
 def recipe_jacobians(recipe: tuple[float, float, float], rtol: float = JACOBIAN_RTOL,
-                     step: float = FD_STEP, params: KineticParameters = DEFAULT_PARAMETERS
-                     ) -> tuple[np.ndarray, ...]:
+                     step: float = FD_STEP, params: KineticParameters = DEFAULT_PARAMETERS,
+                     extended: bool = False) -> tuple[np.ndarray, ...]:
     """Observables (samples x 103), Jacobians (samples x 103 x 4), stop flags and stop-time gradients
     of one recipe (with the given kinetic parameters).  Derivatives whose perturbed runs cross a stop are
-    NaN (those rows are skipped)."""
+    NaN (those rows are skipped).  `extended` appends log cAIBN_time and log branching (105 observables;
+    their time derivatives by central differences in the sampling time)."""
     c, i, t = recipe
     run = partial(run_ode, rtol=rtol, params=params)
+    _observables_ = partial(_observables, extended=extended)
     base = run(Recipe(c, i, t), with_rates=True)
     n = len(base.time)
     stopped = np.zeros(n, bool)
     stopped[-1] = base.stopped
-    obs = np.array([_observables(base, k) for k in range(n)])
+    obs = np.array([_observables_(base, k) for k in range(n)])
     jac = np.full((n, obs.shape[1], 4), np.nan)
     grad = np.full((n, 3), np.nan)
     steps = (c * step, i * step, step * np.diff(BOX["temp"])[0])
@@ -89,20 +96,31 @@ def recipe_jacobians(recipe: tuple[float, float, float], rtol: float = JACOBIAN_
         for k in range(n):
             if _same_sample(runs, k, stopped[k]):
                 kk = -1 if stopped[k] else k
-                jac[k, :, j] = (_observables(plus, kk) - _observables(minus, kk)) / (2 * h)
+                jac[k, :, j] = (_observables_(plus, kk) - _observables_(minus, kk)) / (2 * h)
                 if stopped[k]:
                     grad[k, j] = (plus.t_stop - minus.t_stop) / (2 * h)
-    jac[:, :, 3] = np.where(stopped[:, None], 0.0, base.info["rates"])  # exact; the stop has no time
+    rates = base.info["rates"]
+    jac[:, : rates.shape[1], 3] = np.where(stopped[:, None], 0.0, rates)  # exact; the stop has no time
+    if extended:  # the two extra observables' time derivatives: samples moved by +-h
+        h = step * np.diff(BOX["time"])[0]
+        plus, minus = (run(Recipe(c, i, t), sample_times=SAMPLE_TIMES + sign * h) for sign in (1.0, -1.0))
+        for k in range(n):
+            same = k < min(len(plus.time), len(minus.time)) - (1 if plus.stopped or minus.stopped else 0)
+            ok = not stopped[k] and same
+            jac[k, rates.shape[1]:, 3] = ((_observables_(plus, k) - _observables_(minus, k))[rates.shape[1]:]
+                                         / (2 * h) if ok else (0.0 if stopped[k] else np.nan))
     return obs, jac, stopped, grad, base.time
 
 
 def design_jacobians(frame: pd.DataFrame, jobs: int | None = None, rtol: float = JACOBIAN_RTOL,
-                     step: float = FD_STEP) -> RowJacobians:
+                     step: float = FD_STEP, extended: bool = False) -> RowJacobians:
     """Jacobians at every row of `frame`, each row matched to the simulated sample nearest in time
     (a kMC stop and the deterministic stop differ by up to half a minute); unmatched rows stay NaN.
+    `extended` adds log cAIBN_time and log branching (`EXTENDED`) after the 103 composite observables.
     Cached on disk (`memo`) by the rows' recipes and times and the settings."""
-    key = frame[RECIPE_KEY + ["time"]].to_numpy(float).tobytes() + repr((rtol, step)).encode()
-    return cached("design_jacobians", key, lambda: _design_jacobians(frame, jobs, rtol, step))
+    key = frame[RECIPE_KEY + ["time"]].to_numpy(float).tobytes() + repr((rtol, step, extended)).encode()
+    return cached("design_jacobians" + ("_extended" if extended else ""), key,
+                  lambda: _design_jacobians(frame, jobs, rtol, step, extended))
 
 
 def design_observables(frame: pd.DataFrame, jobs: int | None = None) -> RowJacobians:
@@ -119,14 +137,15 @@ def _recipe_observables(recipe: tuple[float, float, float]) -> tuple[np.ndarray,
     return (obs, np.full(obs.shape + (4,), np.nan), stopped, np.full((len(run.time), 3), np.nan), run.time)
 
 
-def _design_jacobians(frame: pd.DataFrame, jobs: int | None, rtol: float, step: float) -> RowJacobians:
-    return _design_rows(frame, jobs, partial(recipe_jacobians, rtol=rtol, step=step))
+def _design_jacobians(frame: pd.DataFrame, jobs: int | None, rtol: float, step: float,
+                      extended: bool = False) -> RowJacobians:
+    return _design_rows(frame, jobs, partial(recipe_jacobians, rtol=rtol, step=step, extended=extended))
 
 
 def _design_rows(frame: pd.DataFrame, jobs: int | None, per_recipe) -> RowJacobians:
     recipes = frame.groupby(RECIPE_KEY, sort=True).size().index.tolist()
     results = parallel_map(per_recipe, recipes, jobs)
-    n_obs = len(MMD_COLUMNS) + len(EXTRA_FEATURES)
+    n_obs = results[0][0].shape[1]
     observed = np.full((len(frame), n_obs), np.nan)
     jac = np.full((len(frame), n_obs, 4), np.nan)
     stopped = np.zeros(len(frame), bool)
@@ -147,13 +166,17 @@ def _design_rows(frame: pd.DataFrame, jobs: int | None, per_recipe) -> RowJacobi
 def noise_model(frame: pd.DataFrame, rj: RowJacobians) -> np.ndarray:
     """Standard deviation of every observable on every row (rows x 103), from the data's scatter
     around the deterministic engine: MMD point variance c_r * w + floor² with c_r fitted per row;
-    log cBA_time, log Mn, log Mw with their workbook-wide standard deviations."""
+    log cBA_time, log Mn, log Mw (and, extended, log cAIBN_time and log branching when the frame has
+    them) with their workbook-wide standard deviations."""
     w_det = rj.observed[:, : len(MMD_COLUMNS)]
     diff = frame[MMD_COLUMNS].to_numpy(float) - w_det
     c = np.nansum(diff**2, axis=1) / np.nansum(w_det, axis=1)
-    sigma = np.empty_like(rj.observed)
+    sigma = np.full_like(rj.observed, np.nan)
     sigma[:, : len(MMD_COLUMNS)] = np.sqrt(c[:, None] * w_det + MMD_FLOOR**2)
-    for j, name in enumerate(EXTRA_FEATURES):
+    names = (EXTRA_FEATURES + EXTENDED)[: rj.observed.shape[1] - len(MMD_COLUMNS)]
+    for j, name in enumerate(names):
+        if name not in frame:  # an extended observable without its column: no noise estimate
+            continue
         rel = np.log(frame[name].to_numpy(float)) - rj.observed[:, len(MMD_COLUMNS) + j]
         sigma[:, len(MMD_COLUMNS) + j] = np.nanstd(rel)
     return sigma
@@ -179,7 +202,7 @@ def weakest_direction(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray,
     """Per row that did not stop: singular values of the noise-scaled Jacobian with every target in
     units of its design range (cAIBN_0 on a log scale), the weakest direction's components, and the
     change of ln cAIBN_0 per kelvin along it (the initiator-temperature trade-off)."""
-    keep = slice(None) if observables == "composite" else slice(0, len(MMD_COLUMNS))
+    keep = slice(0, COMPOSITE) if observables == "composite" else slice(0, len(MMD_COLUMNS))
     _, factor = _range_units(frame)
     rows = []
     for r in np.flatnonzero(~rj.stopped & ~np.isnan(rj.jac).any(axis=(1, 2))):
@@ -204,17 +227,25 @@ def valley_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, scale
     estimate of each target is its posterior mean along the segment, in original units; the squared
     error is averaged over the noise of a_hat by Gauss-Hermite quadrature.  Rows that stopped (time set
     by the stop) are left out; R² is over the remaining rows."""
+    keep = slice(0, COMPOSITE) if observables == "composite" else slice(0, len(MMD_COLUMNS))
+    _, factor = _range_units(frame)
+    ok = ~rj.stopped & ~np.isnan(rj.jac).any(axis=(1, 2))
+    return bound_of_rows(frame, ok, lambda r: rj.jac[r, keep, :] / (scale * sigma[r, keep, None]) * factor[r],
+                         nodes, prior)
+
+
+def bound_of_rows(frame: pd.DataFrame, ok: np.ndarray, scaled_jacobian, nodes: int = 24,
+                  prior: str = "design") -> dict:
+    """The valley bound (see `valley_bound`) over the rows where `ok`, given each row's noise-whitened
+    Jacobian in unit-box coordinates, `scaled_jacobian(r)` (observations x 4)."""
     if prior not in ("design", "log"):
         raise ValueError(f"prior must be 'design' or 'log', got {prior!r}")
-    keep = slice(None) if observables == "composite" else slice(0, len(MMD_COLUMNS))
     u, factor = _range_units(frame)
-    ok = ~rj.stopped & ~np.isnan(rj.jac).any(axis=(1, 2))
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / w.sum()
     mse = np.zeros((len(frame), 4))
     for r in np.flatnonzero(ok):
-        _, s, vt = np.linalg.svd(rj.jac[r, keep, :] / (scale * sigma[r, keep, None]) * factor[r],
-                                 full_matrices=False)
+        _, s, vt = np.linalg.svd(scaled_jacobian(r), full_matrices=False)
         strong = (vt[:3] ** 2 * (1.0 / (s[:3] ** 2 + 12.0))[:, None]).sum(axis=0)
         v = vt[3]
         moving = np.abs(v) > 1e-12
