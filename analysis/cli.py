@@ -1,4 +1,5 @@
-"""Command line: python -m analysis simulate | sweep | dataset | tune | evaluate | invert | examples."""
+"""Command line: python -m analysis simulate | sweep | dataset | tune | evaluate | bound | invert |
+examples."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from .design import UNITS
 from .evaluation import BEST, MODELS
 from .inversion import InversionBudgetError
 from .kinetics import Recipe, RecipeError
+from .measurement import PROFILES, ObservationError
 from .ode import SolverBudgetError
 from .outputs import OutputError, atomic_write, check_writable
 from .sec_file import InputError
 
 ERRORS = (RecipeError, DatasetError, InputError, OutputError, SolverBudgetError, InversionBudgetError,
-          ConnectionError)
+          ConnectionError, ObservationError)
 
 
 def _seed(text: str) -> int:
@@ -135,6 +137,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .dataset import load_dataset
     from .evaluation import evaluate
 
+    measured = args.noise is not None or args.observe is not None
+    if measured:
+        from .what_to_measure import achieved, parse_observe, profile
+
+        noise, observe = args.noise or "ideal", parse_observe(args.observe or "composite")
+        profile(noise)
+        allowed = {"model": (None, "hgb", "best"), "features": (None, "composite"),
+                   "split": (None, "recipes")}
+        conflicts = [f"--{name} {getattr(args, name)}" for name, ok in allowed.items()
+                     if getattr(args, name) not in ok]
+        if conflicts:
+            raise ObservationError(f"--noise/--observe evaluate the boosted trees (hgb) on the composite "
+                                   f"observables and unseen recipes; drop {', '.join(conflicts)}")
+        frame = load_dataset(args.data, observables={"cAIBN_time", "branching"} & set(observe) != set())
+        result = achieved(frame, noise, observe)
+        if args.json:
+            json.dump(result, sys.stdout)
+            print()
+            return 0
+        observed = ", ".join(result["observe"])
+        print(f"hgb on measured rows ({noise} noise; observed: {observed}), unseen recipes")
+        for t in result["r2"]:
+            print(f"  {t:8s} R² {result['r2'][t]:.4f}   relative MAE {result['rel_mae'][t]:.2f} %")
+        print(f"  global R² {result['global_r2']:.4f}")
+        return 0
+    args.model, args.features = args.model or "rf", args.features or "composite"
+    args.split = args.split or "rows"
     result = evaluate(load_dataset(args.data), args.model, args.features, args.split, data=args.data)
     if args.json:
         json.dump(result, sys.stdout)
@@ -147,6 +176,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     spread = result["fold_global_r2"]
     extra = f" (folds {min(spread):.3f} to {max(spread):.3f})" if len(spread) > 1 else ""
     print(f"  global R² {result['global_r2']:.4f}{extra}")
+    return 0
+
+
+def _bound(args: argparse.Namespace) -> int:
+    from .dataset import load_dataset
+    from .identifiability import design_jacobians, noise_model
+    from .what_to_measure import measured_bound, parse_observe, profile
+
+    observe = parse_observe(args.observe)
+    profile(args.noise)
+    start = time.perf_counter()
+    frame = load_dataset(args.data, observables=True)
+    rj = design_jacobians(frame, extended=True)
+    r2 = measured_bound(frame, rj, noise_model(frame, rj), args.noise, observe)
+    if args.json:
+        document = {"noise": args.noise, "observe": ["composite", *observe], "r2": r2}
+        print(json.dumps(document, allow_nan=False))
+        return 0
+    observed = ", ".join(["composite", *observe])
+    print(f"best reachable R² on the design ({args.noise} noise; observed: {observed}; linearised valley "
+          f"bound, chapter 9c)")
+    for t, v in r2.items():
+        print(f"  {t:8s} {v:.3f}")
+    print(f"computed in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
 
@@ -169,7 +222,11 @@ def _invert(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         w = read_sec_file(args.mmd, signal=args.signal, notes=notes)
         result = find_recipe(w, args.cba_time, args.mn, args.mw, cAIBN_time=args.caibn_time,
-                             branching=args.branching, time=args.time, temp=args.temp)
+                             branching=args.branching, time=args.time, temp=args.temp, noise=args.noise)
+    if PROFILES[args.noise].instrument:
+        notes.append(f"{args.noise} measurement: the inversion compares the re-simulated trace through that "
+                     "instrument (chapter 9b); Mn and Mw are computed from the trace and not fitted again; "
+                     "the machine-learning estimate was trained on the simulator's traces")
     result["notes"] = notes
     result["warnings"] = [str(c.message) for c in caught] + result["warnings"]
     if args.json:
@@ -204,7 +261,7 @@ def _print_recipe(result: dict) -> None:
     used = ", ".join(result["features"] + ["MMD"])
     post = result["posterior"]
     print(f"recipe (physics-based inversion: the valley's recipe at the posterior median temperature; "
-          f"posterior mean and 90 % credible interval; observed: {used})")
+          f"posterior mean and 90 % credible interval; observed: {used}; noise: {result['noise']})")
     for k, v in result["recipe"].items():
         lo, hi = result["interval"][k]
         ml = result["ml"]["recipe"][k]
@@ -278,13 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")
-    p.add_argument("--model", choices=list(MODELS), default="rf",
-                   help="the study's rf or nn; hgb, knn, nn+ (chapter 9); best = " + BEST)
-    p.add_argument("--features", choices=["mmd", "composite"], default="composite")
-    p.add_argument("--split", choices=["rows", "recipes"], default="rows")
+    p.add_argument("--model", choices=list(MODELS), default=None,
+                   help="the study's rf (default) or nn; hgb, knn, nn+ (chapter 9); best = " + BEST)
+    p.add_argument("--features", choices=["mmd", "composite"], default=None,
+                   help="composite (default) or mmd")
+    p.add_argument("--split", choices=["rows", "recipes"], default=None, help="rows (default) or recipes")
     p.add_argument("--data", default=None, help="workbook (default: $POLYINVERSE_DATA or ours)")
+    p.add_argument("--noise", choices=list(PROFILES), default=None,
+                   help="train and test on rows measured with this profile (boosted trees, unseen recipes)")
+    p.add_argument("--observe", default=None, metavar="SET",
+                   help="composite[,temp][,time][,cAIBN_time][,branching][,sample2] (with --noise: ideal)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("bound", help="best reachable R² per target for a noise profile and observation set")
+    p.add_argument("--noise", choices=list(PROFILES), default="typical")
+    p.add_argument("--observe", default="composite", metavar="SET",
+                   help="composite[,temp][,time][,cAIBN_time][,branching][,sample2]")
+    p.add_argument("--data", default=None, help="workbook with its observables sheet (default: ours)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=_bound)
 
     p = sub.add_parser("invert", help="find the recipe of your own MMD (SEC/GPC export)")
     p.add_argument("--mmd", required=True, help="two columns: log M (or M) and the signal")
@@ -298,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="branching density, mol %% (branch points per 100 monomer units; 13C NMR)")
     p.add_argument("--time", type=float, default=None, help="known reaction time, s")
     p.add_argument("--temp", type=float, default=None, help="known reaction temperature, °C")
+    p.add_argument("--noise", choices=list(PROFILES), default="typical",
+                   help="how your data were measured (chapter 9b): typical (default), poor, or ideal "
+                        "(simulator quality)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--plot", default=None, help="PNG file: your MMD and the re-simulated ones")
     p.set_defaults(func=_invert)

@@ -253,3 +253,26 @@ def tornado(ratios: pd.DataFrame, outcomes: list[str] | None = None):
     np.atleast_1d(axes)[0].legend(loc="lower left", fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def what_to_measure(bounds: pd.DataFrame, achieved: pd.DataFrame | None = None, level: float = 0.95):
+    """Per target, the best reachable R² of every observation set (rows) under each noise profile
+    (`bounds` indexed by (noise, set)), and the R² a model reached (`achieved`, indexed by set)."""
+    sets = list(dict.fromkeys(bounds.index.get_level_values(1)))
+    fig, axes = plt.subplots(1, 4, figsize=(11, 0.32 * len(sets) + 1.4), sharey=True)
+    y = np.arange(len(sets))
+    markers = dict(zip(dict.fromkeys(bounds.index.get_level_values(0)), ("o", "s", "^", "D")))
+    for ax, name in zip(axes, TARGETS):
+        for noise, marker in markers.items():
+            ax.plot(bounds.loc[noise].reindex(sets)[name].clip(lower=-0.1), y, marker, ms=4, ls="none",
+                    label=f"bound, {noise}")
+        if achieved is not None:
+            ax.plot(achieved.reindex(sets)[name].clip(lower=-0.1), y, "x", ms=6, color="black",
+                    label="model, typical")
+        ax.axvline(level, color="grey", lw=0.6, ls=":")
+        ax.set(title=name, xlim=(-0.12, 1.03), xlabel="R²")
+    axes[0].set_yticks(y, sets)
+    axes[0].invert_yaxis()
+    axes[-1].legend(loc="lower left", fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,464 @@
+"""What to measure: the best R² each observation set can reach under a measurement profile, and what a
+model trained on measured rows reaches.
+
+An observation set is the study's composite observables plus any of: a known temperature, a known
+reaction time, the residual initiator (`cAIBN_time`), the branching density, and a second sample of the
+same run 600 s later (earlier when the run ends first).  Under a profile of `measurement`, the SEC trace
+is the simulated one spread (band broadening), cut below the low-mass limit and renormalised; its noise
+is the kinetic Monte Carlo scatter passed through that operator, the calibration shift (one random shift
+of log M per run: a rank-one covariance along d trace / d shift) and the detector noise (correlated along
+log M).  Mn and Mw are then computed from the measured trace, so they carry nothing beyond it and are
+left out; without an instrument (`ideal`) they are the workbook's own, with their kMC scatter
+(chapter 8).  Scalars are log-normal: their kMC scatter and the analysis combined.
+
+`measured_bound` whitens each row's Jacobian with that covariance and takes chapter 8's valley bound
+(`identifiability.bound_of_rows`).  `measured_frame` applies the measurement model to the workbook's rows,
+and `achieved` trains and tests the boosted trees of chapter 9 on such rows (grouped folds), with the
+added observables as inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+from .design import BOX, RECIPE_KEY, TARGETS, from_unit, to_unit, unit_span
+from .evaluation import recipe_fold_indices
+from .features import physics_features
+from .identifiability import COMPOSITE, EXTENDED, RowJacobians, _range_units, bound_of_rows
+from .kinetics import Recipe
+from .measurement import PROFILES, ObservationError, Profile, measure_mmd, measure_scalar, trace_operator
+from .metrics import metrics
+from .mmd import MMD_COLUMNS
+from .new_models import BoostedModel
+from .ode import run_ode
+from .workers import n_jobs, parallel_map
+
+N = len(MMD_COLUMNS)
+EXTRAS = ["temp", "time", "cAIBN_time", "branching", "sample2"]  # what can be added to the composite set
+SECOND_SAMPLE = 600.0  # s between the two samples of `sample2`
+# the observation sets of the table: the study's, each single addition, and the pairs worth having
+SETS = {"composite": (), "+ temp": ("temp",), "+ time": ("time",), "+ cAIBN_time": ("cAIBN_time",),
+        "+ branching": ("branching",), "+ sample2": ("sample2",), "+ temp, time": ("temp", "time"),
+        "+ temp, cAIBN_time": ("temp", "cAIBN_time"), "+ time, cAIBN_time": ("time", "cAIBN_time"),
+        "+ cAIBN_time, branching": ("cAIBN_time", "branching")}
+
+
+def parse_observe(text: str) -> tuple[str, ...]:
+    """'composite[,temp][,time][,cAIBN_time][,branching][,sample2]' -> the added observables, in order."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not parts or parts[0] != "composite":
+        raise ObservationError(f"--observe starts with 'composite' (the study's observables), got {text!r}")
+    extra = parts[1:]
+    unknown = [p for p in extra if p not in EXTRAS]
+    if unknown:
+        raise ObservationError(f"unknown observable(s) {unknown}; choose from {EXTRAS}")
+    if len(set(extra)) != len(extra):
+        raise ObservationError(f"an observable is named twice in {text!r}")
+    return tuple(sorted(extra, key=EXTRAS.index))
+
+
+def profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ObservationError(f"unknown noise profile {name!r}; choose from {list(PROFILES)}")
+    return PROFILES[name]
+
+
+def _whiten(cov: np.ndarray, jac: np.ndarray) -> np.ndarray:
+    """Jacobian in units of the noise: the covariance's eigenvectors, each divided by its sd; directions
+    without noise (the renormalised trace's area) carry no information and are dropped (zero rows)."""
+    vals, vecs = np.linalg.eigh(cov)
+    good = vals > vals.max() * 1e-12
+    out = np.zeros_like(jac)
+    out[: good.sum()] = (vecs[:, good] / np.sqrt(vals[good])).T @ jac
+    return out
+
+
+def _sample_block(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra: tuple[str, ...]
+                  ) -> tuple[np.ndarray, ...]:
+    """One sample's part of the observation: Jacobian of the trace, its noise covariance without the
+    calibration shift, d trace / d shift, and the scalars (log cBA_time [, log Mn, log Mw], the extras'
+    logs): their Jacobian and noise sd."""
+    jac, s = rj.jac[r], sigma[r]
+    if p.instrument:
+        op = trace_operator(rj.observed[r, :N], p)
+        j_trace = op.d_trace @ jac[:N]
+        cov = (op.d_trace * s[:N] ** 2) @ op.d_trace.T + op.detector
+        d_shift = op.d_shift
+        scalars = [(N, p.cBA_time)]
+    else:
+        j_trace, cov, d_shift = jac[:N], np.diag(s[:N] ** 2), np.zeros(N)
+        scalars = [(N, 0.0), (N + 1, 0.0), (N + 2, 0.0)]
+    for name in ("cAIBN_time", "branching"):
+        if name in extra:
+            scalars.append((COMPOSITE + EXTENDED.index(name), getattr(p, name)))
+    index = [j for j, _ in scalars]
+    sd = np.array([np.hypot(np.nan_to_num(s[j]), analysis) for j, analysis in scalars])
+    return j_trace, cov, d_shift, jac[index], sd
+
+
+def partner_rows(frame: pd.DataFrame, rj: RowJacobians) -> np.ndarray:
+    """Per row, the row of the same run SECOND_SAMPLE later (or earlier when the later one is missing or
+    the stop), not stopped and with its Jacobian; -1 where there is none."""
+    index = {key: p for p, key in enumerate(frame[RECIPE_KEY + ["time"]].itertuples(index=False, name=None))}
+    good = ~rj.stopped & np.isfinite(rj.jac).all(axis=(1, 2))
+    out = np.full(len(frame), -1)
+    for p, (*recipe, t) in enumerate(frame[RECIPE_KEY + ["time"]].itertuples(index=False, name=None)):
+        for other in (t + SECOND_SAMPLE, t - SECOND_SAMPLE):
+            q = index.get((*recipe, other))
+            if q is not None and good[q]:
+                out[p] = q
+                break
+    return out
+
+
+def whitened_jacobian(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, p: Profile,
+                      extra: tuple[str, ...], r: int, partner: int = -1) -> np.ndarray:
+    """Row r's observation Jacobian (observations x 4, original units) in units of its noise."""
+    blocks = [_sample_block(rj, sigma, r, p, extra)]
+    if "sample2" in extra:
+        blocks.append(_sample_block(rj, sigma, partner, p, ()) if partner >= 0 else None)
+    traces = [b for b in blocks if b is not None]
+    j_trace = np.vstack([b[0] for b in traces])
+    cov = np.zeros((len(j_trace), len(j_trace)))
+    at = 0
+    for b in traces:  # samples' noises independent, except the calibration shift: one per laboratory
+        cov[at: at + len(b[0]), at: at + len(b[0])] = b[1]
+        at += len(b[0])
+    d_shift = np.concatenate([b[2] for b in traces])
+    cov += p.calibration_sd**2 * np.outer(d_shift, d_shift)
+    rows = [_whiten(cov, j_trace)] + [b[3] / b[4][:, None] for b in traces]
+    known = {"temp": (2, p.known_temp), "time": (3, p.known_time)}
+    for name, (j, sd) in known.items():
+        if name in extra:
+            rows.append(np.eye(4)[j][None, :] / sd)
+    if len(blocks) == 2 and blocks[1] is None:  # no second sample in this run: as many rows, no information
+        rows.append(np.zeros((N + len(blocks[0][3]), 4)))
+    return np.vstack(rows)
+
+
+def measured_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str = "typical",
+                   observe: str | tuple[str, ...] = "composite", prior: str = "design") -> dict:
+    """Best reachable R² per target (chapter 8's valley bound) for the observation set `observe` under the
+    measurement profile `noise`; `rj` from `design_jacobians(..., extended=True)` when the set includes
+    cAIBN_time or branching, `sigma` from `noise_model` on a frame with the observables."""
+    p = profile(noise)
+    extra = parse_observe(observe) if isinstance(observe, str) else tuple(observe)
+    if {"cAIBN_time", "branching"} & set(extra) and rj.jac.shape[1] <= COMPOSITE:
+        raise ObservationError("cAIBN_time and branching need the extended Jacobians (extended=True)")
+    _, factor = _range_units(frame)
+    ok = ~rj.stopped & np.isfinite(rj.jac[:, : COMPOSITE]).all(axis=(1, 2))
+    if rj.jac.shape[1] > COMPOSITE:
+        ok &= np.isfinite(rj.jac).all(axis=(1, 2))
+    partner = partner_rows(frame, rj) if "sample2" in extra else np.full(len(frame), -1)
+    return bound_of_rows(frame, ok, lambda r: whitened_jacobian(frame, rj, sigma, p, extra, r, partner[r])
+                         * factor[r], prior=prior)
+
+
+def bound_table(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noises: tuple[str, ...],
+                sets: dict[str, tuple[str, ...]] = SETS) -> pd.DataFrame:
+    """Bound per target for every profile and observation set (rows: profile, set)."""
+    out = {(n, label): measured_bound(frame, rj, sigma, n, extra)
+           for n in noises for label, extra in sets.items()}
+    table = pd.DataFrame(out).T
+    table.index.names = ["noise", "observed"]
+    table["lowest"] = table[TARGETS].min(axis=1)
+    return table
+
+
+# --- check of the linearised bound: the posterior along the curved valley ----------------------------
+
+CHECK_TEMPS = np.linspace(BOX["temp"][0], BOX["temp"][1], 21)  # the profile's grid, 1 °C
+CHECK_RTOL = 1e-7  # solver tolerance of the check's runs (their differences enter its Jacobians)
+CHI2_WALK = 100.0  # the profile stops where the noise-free misfit exceeds this (weights below e^-50)
+FREE_COORDS = [0, 1, 3]  # cBA_0, cAIBN_0, time: optimised at each temperature of the profile
+
+
+def _forward(recipe: np.ndarray, p: Profile, extra: tuple[str, ...]) -> np.ndarray:
+    """Deterministic observations of a recipe sampled at its time (or at its stop): measured trace
+    (points above the cut-off), then log cBA_time [, log Mn, log Mw], then the extras' logs."""
+    run = run_ode(Recipe(*recipe[:3]), rtol=CHECK_RTOL, sample_times=np.array([recipe[3]]))
+    k = len(run.time) - 1
+    trace = trace_operator(run.mmd[k], p).trace if p.instrument else run.mmd[k]
+    logs = [run.cBA[k]] + ([] if p.instrument else [run.Mn[k], run.Mw[k]])
+    logs += [getattr(run, "cAIBN" if name == "cAIBN_time" else name)[k]
+             for name in ("cAIBN_time", "branching") if name in extra]
+    return np.concatenate([trace, np.log(logs)])
+
+
+def _observation_cov(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra: tuple[str, ...]
+                     ) -> np.ndarray:
+    """Noise covariance of `_forward`'s vector at row r."""
+    j_trace, cov_trace, d_shift, _, sd = _sample_block(rj, sigma, r, p, extra)
+    n = len(j_trace)
+    cov = np.zeros((n + len(sd), n + len(sd)))
+    cov[:n, :n] = cov_trace + p.calibration_sd**2 * np.outer(d_shift, d_shift)
+    cov[n:, n:] = np.diag(sd**2)
+    return cov
+
+
+def _valley_profile(truth: np.ndarray, whiten: np.ndarray, p: Profile, extra: tuple[str, ...]) -> list:
+    """The noise-free misfit profiled along the temperature: at each temperature of CHECK_TEMPS, walking
+    out from the truth's, the best cBA_0, cAIBN_0 and time (unit-box coordinates, bounded least squares),
+    with the whitened residual and its Jacobian there."""
+    from scipy.optimize import least_squares
+
+    f0 = _forward(truth, p, extra)
+    known = [(j, getattr(p, f"known_{name}")) for j, name in ((2, "temp"), (3, "time")) if name in extra]
+    u_truth = to_unit(truth[None, :])[0]
+
+    def residual(free: np.ndarray, temp_u: float) -> np.ndarray:
+        u = np.insert(free, 2, temp_u)
+        recipe = from_unit(u[None, :])[0]
+        return np.concatenate([whiten @ (_forward(recipe, p, extra) - f0),
+                               [(recipe[j] - truth[j]) / sd for j, sd in known]])
+
+    temps_u = to_unit(np.column_stack([np.full((len(CHECK_TEMPS), 2), truth[:2]), CHECK_TEMPS,
+                                       np.full(len(CHECK_TEMPS), truth[3])]))[:, 2]
+    start = int(np.argmin(np.abs(CHECK_TEMPS - truth[2])))
+    points = []
+    for direction in (range(start, len(CHECK_TEMPS)), range(start - 1, -1, -1)):
+        free = u_truth[FREE_COORDS]
+        for k in direction:
+            fit = least_squares(residual, free, args=(temps_u[k],), bounds=(0.0, 1.0), diff_step=1e-4,
+                                x_scale=0.01, xtol=1e-6, max_nfev=200)
+            free = fit.x
+            points.append((k, np.insert(free, 2, temps_u[k]), fit.fun, fit.jac))
+            if fit.fun @ fit.fun > CHI2_WALK:
+                break
+    return sorted(points, key=lambda point: point[0])
+
+
+def _check_row(task: tuple) -> np.ndarray:
+    """Squared errors of the posterior mean along the valley for one row, per noise draw (draws x 4).
+
+    Per temperature of the profile the posterior of the other three is Gaussian (Gauss-Newton from the
+    noise-free optimum, Laplace volume det(J'J)^-1/2), weighted by exp(-chi²/2) and the prior (uniform in
+    original units); the temperature is integrated on the profile's grid.  The measurement's noise is
+    drawn in the whitened space."""
+    truth, cov, p, extra, n_draws, seed = task
+    vals, vecs = np.linalg.eigh(cov)
+    good = vals > vals.max() * 1e-12
+    whiten = (vecs[:, good] / np.sqrt(vals[good])).T
+    points = _valley_profile(truth, whiten, p, extra)
+    rng = np.random.default_rng(seed)
+    errors = []
+    for _ in range(n_draws):
+        z = rng.standard_normal(len(points[0][2]))
+        log_w, means = [], []
+        for _, u, r, jac in points:
+            step, *_ = np.linalg.lstsq(jac, z - r, rcond=None)
+            misfit = r + jac @ step - z
+            u_post = u.copy()
+            u_post[FREE_COORDS] = np.clip(u[FREE_COORDS] + step, 0.0, 1.0)
+            recipe = from_unit(u_post[None, :])[0]
+            _, logdet = np.linalg.slogdet(jac.T @ jac + 12.0 * np.eye(3))
+            log_w.append(-0.5 * misfit @ misfit - 0.5 * logdet + np.log(np.prod(unit_span(recipe[None, :]))))
+            means.append(recipe)
+        w = np.exp(np.array(log_w) - max(log_w))
+        errors.append(w @ np.array(means) / w.sum() - truth)
+    return np.array(errors)
+
+
+def check_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str = "typical",
+                observe: str | tuple[str, ...] = "composite", n_rows: int = 40, n_draws: int = 16,
+                seed: int = 0, jobs: int | None = None) -> pd.DataFrame:
+    """The bound on `n_rows` random rows that did not stop, from the posterior along the curved valley
+    (`_check_row`: exact along the temperature, Gaussian across it) beside the linearised one on the
+    same rows.  Columns: targets; rows: 'along the valley', 'linearised'."""
+    p = profile(noise)
+    extra = parse_observe(observe) if isinstance(observe, str) else tuple(observe)
+    if "sample2" in extra:
+        raise ObservationError("the check covers single samples (not sample2)")
+    good = ~rj.stopped & np.isfinite(rj.jac).all(axis=(1, 2))
+    rows = np.sort(np.random.default_rng(seed).choice(np.flatnonzero(good), n_rows, replace=False))
+    truth = frame[TARGETS].to_numpy(float)
+    tasks = [(truth[r], _observation_cov(rj, sigma, r, p, extra), p, extra, n_draws, seed * 100_003 + k)
+             for k, r in enumerate(rows)]
+    errors = np.concatenate(parallel_map(_check_row, tasks, jobs))
+    sub = frame.iloc[rows].reset_index(drop=True)
+    sub_rj = RowJacobians(rj.observed[rows], rj.jac[rows], rj.stopped[rows], rj.stop_gradient[rows])
+    linear = measured_bound(sub, sub_rj, sigma[rows], noise, extra)
+    along = dict(zip(TARGETS, 1.0 - (errors**2).mean(axis=0) / truth[rows].var(axis=0)))
+    return pd.DataFrame({"along the valley": along, "linearised": linear}).T
+
+
+# --- models trained and tested on measured rows ------------------------------------------------------
+
+KNOWN_COLUMNS = {"temp": "known_temp", "time": "known_time"}
+
+
+def measured_frame(frame: pd.DataFrame, noise: str, observe: str | tuple[str, ...], seed: int = 0
+                   ) -> pd.DataFrame:
+    """The workbook's rows as the instruments of profile `noise` would report them: measured MMD, Mn and
+    Mw from it (with an instrument), cBA_time by GC; the extras of `observe` (cAIBN_time, branching:
+    measured; temp, time: known, as columns `known_temp`, `known_time`; sample2: the partner sample's
+    measured MMD as `MMD2_1..`, its cBA_time as `cBA_time2`, and the time between them as `dt2`)."""
+    p = profile(noise)
+    extra = parse_observe(observe) if isinstance(observe, str) else tuple(observe)
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    added: dict[str, np.ndarray] = {}
+    w = frame[MMD_COLUMNS].to_numpy(float)
+    if p.instrument:
+        measured, mn, mw = measure_mmd(w, p, rng)
+        out[MMD_COLUMNS] = measured
+        out["Mn"], out["Mw"] = mn, mw
+    out["cBA_time"] = measure_scalar(frame["cBA_time"].to_numpy(float), p.cBA_time, rng)
+    for name in ("cAIBN_time", "branching"):
+        if name in extra:
+            if name not in frame:
+                raise ObservationError(f"{name} needs the workbook's observables sheet")
+            out[name] = measure_scalar(frame[name].to_numpy(float), getattr(p, name), rng)
+    for name, column in KNOWN_COLUMNS.items():
+        if name in extra:
+            sd = getattr(p, f"known_{name}")
+            added[column] = frame[name].to_numpy(float) + sd * rng.standard_normal(len(frame))
+    out = pd.concat([out, pd.DataFrame(added, index=frame.index)], axis=1)
+    if "sample2" in extra:
+        out = _with_second_sample(out)
+    return out
+
+
+def _with_second_sample(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each row with the measured MMD and cBA_time of its run's sample SECOND_SAMPLE later (earlier when
+    there is none); rows of runs with a single sample keep their own (dt2 = 0)."""
+    keys = list(frame[RECIPE_KEY + ["time"]].itertuples(index=False, name=None))
+    index = {key: p for p, key in enumerate(keys)}
+    partner = np.arange(len(frame))
+    for p, (*recipe, t) in enumerate(keys):
+        for other in (t + SECOND_SAMPLE, t - SECOND_SAMPLE):
+            if (*recipe, other) in index:
+                partner[p] = index[(*recipe, other)]
+                break
+    second = frame.iloc[partner]
+    extra = pd.DataFrame(second[MMD_COLUMNS].to_numpy(), index=frame.index,
+                         columns=[f"MMD2_{k + 1}" for k in range(N)])
+    extra["cBA_time2"] = second["cBA_time"].to_numpy()
+    extra["dt2"] = second["time"].to_numpy() - frame["time"].to_numpy()
+    return pd.concat([frame, extra], axis=1)
+
+
+class MeasuredModel(BoostedModel):
+    """Chapter 9's boosted trees, with the added observables of `measured_frame` as inputs (logs of
+    cAIBN_time and branching, the known temperature and time, and the second sample's physics features
+    with the time between the samples)."""
+
+    def __init__(self, extra: tuple[str, ...], params: dict[str, dict] | None = None, seed: int = 0):
+        super().__init__("composite", params, intervals=False, seed=seed)
+        self.extra = extra
+
+    def _inputs(self, frame: pd.DataFrame, cBA_0: np.ndarray | None = None) -> pd.DataFrame:
+        x = super()._inputs(frame, cBA_0)
+        for name in ("cAIBN_time", "branching"):
+            if name in self.extra:
+                x[f"log_{name}"] = np.log10(frame[name].to_numpy(float))
+        for column in KNOWN_COLUMNS.values():
+            if column in frame:
+                x[column] = frame[column].to_numpy(float)
+        if "dt2" in frame:
+            second = frame[[f"MMD2_{k + 1}" for k in range(N)]].set_axis(MMD_COLUMNS, axis=1)
+            shape = physics_features(second.assign(cBA_time=frame["cBA_time2"], Mn=np.nan, Mw=np.nan),
+                                     with_extras=False)
+            x[[f"{c}_2" for c in shape.columns]] = shape.to_numpy()
+            x["log_cBA_time_2"] = np.log10(frame["cBA_time2"].to_numpy(float))
+            x["dt2"] = frame["dt2"].to_numpy(float)
+        return x
+
+
+FAST = {t: {"learning_rate": 0.1, "max_iter": 200} for t in TARGETS}  # the measured sets' trees
+
+
+def achieved(frame: pd.DataFrame, noise: str, observe: str | tuple[str, ...], seed: int = 0,
+             params: list[dict] | None = None, jobs: int | None = None) -> dict:
+    """Metrics (as `evaluation.evaluate`) of `MeasuredModel` on unseen recipes (GroupKFold(5) over
+    recipes), trained and tested on rows passed through the measurement model (one draw, seed `seed`);
+    per-fold parameters `params` (the nested search's, chapter 9) or `FAST` (learning rate 0.1, 200
+    trees).  A known target is predicted by the model too (it is one of its inputs)."""
+    extra = parse_observe(observe) if isinstance(observe, str) else tuple(observe)
+    rows = measured_frame(frame, noise, extra, seed)
+    folds = recipe_fold_indices(rows)
+
+    def fold(k: int) -> tuple[np.ndarray, np.ndarray]:
+        train, test = folds[k]
+        model = MeasuredModel(extra, params[k] if params else FAST, seed=seed)
+        model.fit(rows.iloc[train])
+        return test, model.predict(rows.iloc[test]).to_numpy()
+
+    pred = np.full((len(rows), 4), np.nan)
+    y = frame[TARGETS].to_numpy(float)
+    scores = []
+    for test, p in Parallel(n_jobs=min(jobs or n_jobs(), len(folds)))(delayed(fold)(k) for k in range(5)):
+        pred[test] = p
+        scores.append(metrics(y[test], p)["global_r2"])
+    m = metrics(y, pred)
+    return {"model": "hgb", "features": "composite", "split": "recipes", "noise": noise,
+            "observe": ["composite", *extra], "r2": dict(zip(TARGETS, m["r2"])),
+            "rel_mae": dict(zip(TARGETS, m["rel_mae"])), "global_r2": m["global_r2"],
+            "global_mse": m["global_mse"], "fold_global_r2": scores}
+
+
+def transfer(frame: pd.DataFrame, noise: str, seed: int = 0, jobs: int | None = None) -> dict:
+    """R² per target on unseen recipes of the composite model trained on the simulator's rows and
+    tested on the same test rows measured with profile `noise` (what the finder's models face with a
+    real trace), beside the model trained on measured rows too (`achieved`)."""
+    rows = measured_frame(frame, noise, (), seed)
+    folds = recipe_fold_indices(frame)
+
+    def fold(k: int) -> tuple[np.ndarray, np.ndarray]:
+        train, test = folds[k]
+        model = MeasuredModel((), FAST, seed=seed).fit(frame.iloc[train])
+        return test, model.predict(rows.iloc[test]).to_numpy()
+
+    pred = np.full((len(rows), 4), np.nan)
+    for test, p in Parallel(n_jobs=min(jobs or n_jobs(), len(folds)))(delayed(fold)(k) for k in range(5)):
+        pred[test] = p
+    y = frame[TARGETS].to_numpy(float)
+    return {"trained on the simulator": dict(zip(TARGETS, metrics(y, pred)["r2"])),
+            "trained on measured rows": achieved(frame, noise, (), seed, jobs=jobs)["r2"]}
+
+
+COST = {"temp": 0, "time": 0, "cAIBN_time": 1, "branching": 2, "sample2": 1}  # 0: known; 1: one analysis;
+# 2: hours of quantitative 13C NMR.  Used to order sets of equal reach.
+
+
+def goal(table: pd.DataFrame, noise: str = "typical", level: float = 0.95) -> dict:
+    """From a bound table (`bound_table`): the best single added measurement under `noise` (highest lowest
+    R²), whether it reaches `level` for all four targets, and the sets of two that do, cheapest first."""
+    rows = table.loc[noise]
+    singles = rows[[label.count(",") == 0 and label != "composite" for label in rows.index]]
+    best = singles["lowest"].idxmax()
+    pairs = rows[[label.count(",") == 1 for label in rows.index]]
+    reaching = pairs[pairs["lowest"] >= level]
+    order = sorted(reaching.index,
+                   key=lambda label: (sum(COST[e] for e in SETS[label]), -reaching.loc[label, "lowest"]))
+    return {"best single": best, "its lowest R²": float(singles.loc[best, "lowest"]),
+            "a single one reaches": bool(singles["lowest"].max() >= level), "pairs that reach": order}
+
+
+def achieved_table(frame: pd.DataFrame, noise: str = "typical", sets: dict[str, tuple[str, ...]] = SETS,
+                   seed: int = 0) -> pd.DataFrame:
+    """`achieved` R² per target for every observation set (rows); a set that needs the observables sheet
+    when the workbook has none is left empty (NaN)."""
+    out = {}
+    for label, extra in sets.items():
+        missing = [name for name in ("cAIBN_time", "branching") if name in extra and name not in frame]
+        out[label] = (dict.fromkeys(TARGETS, np.nan) if missing
+                      else achieved(frame, noise, extra, seed)["r2"])
+    table = pd.DataFrame(out).T.rename_axis("observed")
+    table["lowest"] = table[TARGETS].min(axis=1)
+    return table
+
+
+def measured_coverage(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
+                      jobs: int | None = None) -> pd.DataFrame:
+    """Coverage check of the physics inversion's 90 % intervals: `n_rows` random rows of the workbook,
+    measured with profile `noise` (seed `seed`) and inverted with it; per row and
+    target, whether the truth lies inside (booleans)."""
+    from .roundtrip import interval_hits, invert_rows
+
+    rng = np.random.default_rng(seed)
+    rows = frame.iloc[np.sort(rng.choice(len(frame), n_rows, replace=False))]
+    measured = measured_frame(rows, noise, (), seed)
+    return interval_hits(rows, invert_rows(measured, jobs=jobs, noise=noise))

@@ -1,0 +1,168 @@
+"""What to measure: the observation sets, the linearised SEC operator against the measurement model it
+linearises, the bound under measurement against chapter 8's where they must agree, and the commands."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+from analysis.dataset import OBSERVABLE_COLUMNS, SHEETS, load_dataset
+from analysis.design import TARGETS, recipe_groups
+from analysis.identifiability import design_jacobians, noise_model, valley_bound
+from analysis.measurement import PROFILES, ObservationError, Profile, measure_mmd, trace_operator
+from analysis.mmd import DLOGM, LOGM
+from analysis.what_to_measure import (
+    measured_bound,
+    measured_frame,
+    parse_observe,
+    partner_rows,
+    whitened_jacobian,
+)
+
+
+def _lognormal(centre: float = 4.3, width: float = 0.25) -> np.ndarray:
+    w = np.exp(-0.5 * ((LOGM - centre) / width) ** 2)
+    return w / (w.sum() * DLOGM)
+
+
+def test_observation_sets_are_parsed_in_a_fixed_order_and_bad_ones_are_named():
+    assert parse_observe("composite") == ()
+    assert parse_observe("composite, branching,temp") == ("temp", "branching")
+    for bad, word in [("temp", "starts with 'composite'"), ("composite,pH", "unknown"),
+                      ("composite,temp,temp", "twice"), ("", "starts with")]:
+        with pytest.raises(ObservationError, match=word):
+            parse_observe(bad)
+
+
+def test_the_linearised_operator_matches_the_measurement_model_it_linearises():
+    # independent routes: measure_mmd (no noise) at a small calibration shift and at a perturbed trace,
+    # against the operator's derivatives; the measured trace itself is measure_mmd's
+    p = Profile("t", broadening=0.05, cutoff_logm=2.7)
+    w = _lognormal(centre=3.4, width=0.35)
+    op = trace_operator(w, p)
+    rng = np.random.default_rng(0)
+    measured = measure_mmd(w, p, rng)[0][0]
+    np.testing.assert_allclose(op.trace, measured[op.kept], rtol=1e-12)
+    h = 1e-3
+    shifted = [measure_mmd(w, Profile("t", calibration_bias=s, broadening=0.05, cutoff_logm=2.7), rng)[0][0]
+               for s in (h, -h)]
+    np.testing.assert_allclose(op.d_shift, (shifted[0] - shifted[1])[op.kept] / (2 * h),
+                               atol=1e-4 * np.abs(op.d_shift).max())
+    dw = 1e-3 * w * np.sin(3 * LOGM)  # keeps the trace positive (measure_mmd clips at zero)
+    moved = measure_mmd(w + dw, p, rng)[0][0] - measure_mmd(w - dw, p, rng)[0][0]
+    np.testing.assert_allclose(op.d_trace @ dw, moved[op.kept] / 2, atol=1e-6 * np.abs(moved).max())
+
+
+def test_the_detector_covariance_is_that_of_the_simulated_detector_noise():
+    # relative noise only, so that measure_mmd's clip at zero never acts (see `trace_operator`)
+    p = Profile("d", detector_relative=0.02, noise_correlation=0.1)
+    w = _lognormal()
+    op = trace_operator(w, p)
+    draws = measure_mmd(np.tile(w, (40000, 1)), p, np.random.default_rng(3))[0]
+    empirical = np.cov(draws.T)
+    peak = slice(40, 64)  # log M 3.8 to 4.9, around the peak at 4.3
+    np.testing.assert_allclose(np.diag(empirical)[peak], np.diag(op.detector)[peak], rtol=0.03)
+    np.testing.assert_allclose(empirical[50, 50:56], op.detector[50, 50:56], rtol=0.05)  # the correlation
+
+
+@pytest.fixture(scope="module")
+def four_recipes():
+    data = load_dataset(observables=True)
+    chosen = np.isin(recipe_groups(data), [13, 150, 262, 401])  # four levels of each target
+    return data[chosen].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def jacobians(four_recipes):
+    rj = design_jacobians(four_recipes, jobs=1, extended=True)
+    return rj, noise_model(four_recipes, rj)
+
+
+def test_extended_jacobians_keep_the_composite_block_and_add_the_initiators_decay(four_recipes, jacobians):
+    rj, sigma = jacobians
+    plain = design_jacobians(four_recipes, jobs=1)
+    np.testing.assert_array_equal(rj.jac[:, :103], plain.jac)
+    ok = ~rj.stopped
+    # d ln cAIBN / d cAIBN_0 = 1 / cAIBN_0 (first order decay), d ln cAIBN / d time = -kd < 0
+    np.testing.assert_allclose(rj.jac[ok, 103, 1], 1 / four_recipes.cAIBN_0[ok], rtol=1e-6)
+    assert (rj.jac[ok, 103, 3] < 0).all()
+    assert np.isfinite(sigma[:, 103:]).all() and (sigma[:, 103:] > 0).all()
+
+
+def test_without_an_instrument_the_bound_is_chapter_8s(four_recipes, jacobians):
+    rj, sigma = jacobians
+    mine = measured_bound(four_recipes, rj, sigma, "ideal", "composite")
+    assert mine == pytest.approx(valley_bound(four_recipes, rj, sigma), abs=1e-12)
+
+
+def test_a_known_temperature_gives_its_own_precision_and_noise_costs_information(four_recipes, jacobians):
+    rj, sigma = jacobians
+    with_temp = measured_bound(four_recipes, rj, sigma, "typical", "composite,temp")
+    good = ~rj.stopped
+    expected = 1 - PROFILES["typical"].known_temp ** 2 / four_recipes.temp[good].var(ddof=0)
+    assert with_temp["temp"] == pytest.approx(expected, abs=2e-3)
+    ideal, typical, poor = (measured_bound(four_recipes, rj, sigma, n, "composite")["cBA_0"]
+                            for n in ("ideal", "typical", "poor"))
+    assert ideal > typical > poor
+    # with an instrument, Mn and Mw add nothing to the trace they are computed from: the whitened
+    # observation is the kept trace points (less the area) and cBA_time
+    jw = whitened_jacobian(four_recipes, rj, sigma, PROFILES["typical"], (), int(np.flatnonzero(good)[0]))
+    assert jw.shape == ((LOGM >= PROFILES["typical"].cutoff_logm).sum() + 1, 4)
+
+
+def test_the_second_sample_is_the_same_run_ten_minutes_later_or_earlier(four_recipes, jacobians):
+    rj, _ = jacobians
+    partner = partner_rows(four_recipes, rj)
+    have = partner >= 0
+    assert have.mean() > 0.8
+    same = (four_recipes[["cBA_0", "cAIBN_0", "temp"]].to_numpy()[have]
+            == four_recipes[["cBA_0", "cAIBN_0", "temp"]].to_numpy()[partner[have]]).all()
+    gap = np.abs(four_recipes.time.to_numpy()[partner[have]] - four_recipes.time.to_numpy()[have])
+    assert same and np.all(gap == 600.0)
+
+
+def test_measured_rows_keep_the_schema_and_add_what_is_observed(four_recipes):
+    rows = measured_frame(four_recipes, "typical", "composite,temp,cAIBN_time,sample2", seed=1)
+    assert list(rows.columns[: len(four_recipes.columns)]) == list(four_recipes.columns)
+    assert {"known_temp", "MMD2_1", "cBA_time2", "dt2"} <= set(rows.columns)
+    mmd = rows[[f"MMD{k}" for k in range(1, 101)]].to_numpy()
+    np.testing.assert_allclose(mmd.sum(axis=1) * DLOGM, 1.0, rtol=1e-12)
+    assert (mmd[:, LOGM < 2.7] == 0).all() and (rows.Mw > rows.Mn).all()
+    assert np.std(np.log(rows.cAIBN_time / four_recipes.cAIBN_time)) == pytest.approx(0.05, rel=0.3)
+    assert np.abs(rows.known_temp - four_recipes.temp).max() < 5 * PROFILES["typical"].known_temp
+    again = measured_frame(four_recipes, "typical", "composite,temp,cAIBN_time,sample2", seed=1)
+    pd.testing.assert_frame_equal(rows, again)
+
+
+@pytest.fixture(scope="module")
+def workbook_with_observables(tmp_path_factory, four_recipes):
+    path = tmp_path_factory.mktemp("observed") / "four.xlsx"
+    frame = four_recipes.assign(recipe_id=recipe_groups(four_recipes) + 1)
+    with pd.ExcelWriter(path) as writer:
+        for sheet, columns in SHEETS.items():
+            frame[columns].to_excel(writer, sheet_name=sheet, index=False)
+        frame[OBSERVABLE_COLUMNS].to_excel(writer, sheet_name="observables", index=False)
+    return path
+
+
+def test_bound_command_json_and_its_errors(workbook_with_observables, four_recipes, jacobians, capsys):
+    rj, sigma = jacobians
+    assert main(["bound", "--noise", "typical", "--observe", "composite,cAIBN_time", "--json",
+                 "--data", str(workbook_with_observables)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["noise"] == "typical" and out["observe"] == ["composite", "cAIBN_time"]
+    assert set(out["r2"]) == set(TARGETS)
+    assert out["r2"] == pytest.approx(measured_bound(four_recipes, rj, sigma, "typical", ("cAIBN_time",)))
+    assert main(["bound", "--observe", "composite,viscosity", "--data", str(workbook_with_observables)]) == 2
+    assert "unknown observable" in capsys.readouterr().err
+
+
+def test_evaluate_on_measured_rows_refuses_what_it_cannot_do(workbook_with_observables, capsys):
+    assert main(["evaluate", "--noise", "typical", "--model", "rf", "--data",
+                 str(workbook_with_observables)]) == 2
+    assert "drop --model rf" in capsys.readouterr().err
+    assert main(["evaluate", "--noise", "typical", "--split", "rows", "--data",
+                 str(workbook_with_observables)]) == 2
+    assert "drop --split rows" in capsys.readouterr().err
