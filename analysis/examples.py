@@ -1,5 +1,6 @@
 """The example SEC exports of `data/examples/`: kinetic Monte Carlo runs of recipes off the design's
-levels, written as SEC programs write them, with their truth (`make examples`)."""
+levels, written as SEC programs write them, with their truth (`make examples`); and one sample as a
+laboratory would report it (`MEASURED`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from .engines import simulate
 from .kinetics import Recipe
+from .measurement import PROFILES, measure_mmd, measure_scalar
 from .mmd import LOGM
 from .outputs import atomic_write
 from .sec_file import write_sec_file
@@ -23,6 +25,9 @@ EXAMPLES = {  # file: (recipe, time s, how it is written)
                                                        "sep": ",", "header": True}),
 }
 FINE_GRID = np.linspace(2.3, 6.4, 250)  # another grid than the model's, as a SEC program's
+# a sample as a laboratory reports it: the kMC trace through the `typical` measurement model, Mn and Mw
+# computed from the measured trace, the remaining monomer by GC (truth in measured.json)
+MEASURED = ("measured_typical.csv", (1.2, 0.009, 67.5), 2100.0, "typical")
 
 
 def make_examples(directory: Path | str, seed: int = 7) -> dict:
@@ -41,4 +46,23 @@ def make_examples(directory: Path | str, seed: int = 7) -> dict:
                        "time": float(run.time[-1]), "cBA_time": float(run.cBA[-1]),
                        "Mn": float(run.Mn[-1]), "Mw": float(run.Mw[-1]), "signal": fmt["signal"]}
     atomic_write(directory / "truth.json", json.dumps(truth, indent=1))
+    _measured_example(directory, seed)
+    return truth
+
+
+def _measured_example(directory: Path, seed: int) -> dict:
+    """Write MEASURED's export and `measured.json` (its recipe, the measured cBA_time, Mn, Mw, and the
+    measurement profile)."""
+    name, levels, time, noise = MEASURED
+    run = simulate(Recipe(*levels), "kmc", seed=seed, sample_times=np.array([time]))
+    rng = np.random.default_rng(seed)
+    measured, mn, mw = measure_mmd(run.mmd[-1], PROFILES[noise], rng)
+    cba = measure_scalar(np.array([run.cBA[-1]]), PROFILES[noise].cBA_time, rng)
+    kept = (FINE_GRID >= PROFILES[noise].cutoff_logm) if PROFILES[noise].cutoff_logm else FINE_GRID > 0
+    signal = np.interp(FINE_GRID, LOGM, measured[0])[kept]
+    write_sec_file(directory / name, FINE_GRID[kept], 1000.0 * signal / signal.max(), False, ",", True)
+    truth = {name: {"cBA_0": levels[0], "cAIBN_0": levels[1], "temp": levels[2], "time": float(run.time[-1]),
+                    "cBA_time": float(cba[0]), "Mn": float(mn[0]), "Mw": float(mw[0]), "signal": "w",
+                    "noise": noise}}
+    atomic_write(directory / "measured.json", json.dumps(truth, indent=1))
     return truth

@@ -19,8 +19,9 @@ import pandas as pd
 from .dataset import DATA_DIR, dataset_path, file_sha256, load_dataset, study_sha256
 from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
 from .domain import Domain
-from .inversion import Observation, disagreements, invert
+from .inversion import Observation, disagreements, invert, measurement_noise
 from .kinetics import BULK_BA
+from .measurement import PROFILES
 from .memo import cached
 from .mmd import MMD_COLUMNS
 from .new_models import BoostedModel
@@ -179,13 +180,17 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
                 Mw: float | None = None, frame: pd.DataFrame | None = None,
                 models: dict | None = None, with_posterior: bool = False, cAIBN_time: float | None = None,
                 branching: float | None = None, time: float | None = None,
-                temp: float | None = None) -> dict:
+                temp: float | None = None, noise: str = "ideal") -> dict:
     """The whole finder: domain verdict, ML prediction with intervals, physics inversion, round trip.
     Without `frame` it uses the stored finder models (`finder_models`: no workbook is read, no model
     fitted); with it, `models` caches ML models fitted on `frame` by feature set between calls; with
     `with_posterior` the result also holds the `Inversion` itself (not JSON) under "inversion".  The
     residual initiator, branching, a known time or temperature condition the inversion (the ML model
-    does not use them; its prediction takes the known values instead of its own)."""
+    does not use them; its prediction takes the known values instead of its own).  `noise` names the
+    measurement profile of `measurement` the data come from (`ideal`: the simulator's own scatter): the
+    inversion compares them through that instrument (`inversion.measurement_noise`)."""
+    if noise not in PROFILES:
+        raise InputError(f"unknown noise profile {noise!r}; choose from {list(PROFILES)}")
     check_extras(cBA_time, Mn, Mw)
     check_known(cAIBN_time, branching, time, temp)
     known = {k: v for k, v in (("time", time), ("temp", temp)) if v is not None}
@@ -204,8 +209,9 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
         model = models[feature_set]
     ml_recipe, ml_interval = ml_prediction(model, row)
     obs = Observation(w, cBA_time, Mn, Mw, cAIBN_time, branching, time, temp)
-    result = invert(obs, starts=[clip_to_box({**ml_recipe, **known}), {**CENTRE, **known}])
-    warnings_ = verdict.reasons() + disagreements(result.recipe, obs)
+    sigma = measurement_noise(obs, PROFILES[noise])
+    result = invert(obs, starts=[clip_to_box({**ml_recipe, **known}), {**CENTRE, **known}], noise=sigma)
+    warnings_ = verdict.reasons() + disagreements(result.recipe, obs, sigma)
     failed = result.inflation > FAILED_FIT
     if obs.known and result.inflation > KNOWN_MISFIT:
         warnings_.append(f"with the given {' and '.join(obs.known)} no recipe makes this polymer within the "
@@ -232,6 +238,7 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
         "fit": {"status": "failed" if failed else "ok", "misfit_per_value": result.misfit,
                 "noise_inflation": result.inflation, "evaluations": result.evaluations},
         "features": given + obs.extras[len(given):] + obs.known,
+        "noise": noise,
         "in_domain": bool(verdict.in_domain),
         "warnings": warnings_,
     }

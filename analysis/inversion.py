@@ -34,7 +34,7 @@ from scipy.special import ndtr
 
 from .design import BOX, CENTRE, TARGETS, as_dict, from_unit, to_unit, unit_span
 from .kinetics import Recipe
-from .measurement import PROFILES
+from .measurement import PROFILES, Profile, measured_trace, trace_operator
 from .mmd import DLOGM, N_POINTS, l1_distance
 from .ode import run_ode
 
@@ -122,11 +122,38 @@ def forward(recipe: dict) -> dict:
             "time": float(run.time[-1]), "temp": float(recipe["temp"]), "stopped": run.stopped}
 
 
+def measurement_noise(obs: Observation, profile: Profile) -> dict:
+    """The noise of an observation measured with `profile`: without an instrument, `NOISE`.  With one, the
+    simulated trace is passed through the instrument (broadening, cut-off, renormalisation) and compared
+    with the observed one over the points kept, whitened by their covariance: `NOISE`'s per-point noise
+    through the operator, the calibration's shift (rank one) and the detector's correlated noise, all
+    linearised at the observed trace; Mn and Mw, computed from that trace, are not compared again;
+    the other scalars combine `NOISE` with the analysis' precision, and known values take the profile's."""
+    if not profile.instrument:
+        return NOISE
+    op = trace_operator(obs.mmd, profile)
+    cov = ((op.d_trace * NOISE["mmd"] ** 2) @ op.d_trace.T + op.detector
+           + profile.calibration_sd**2 * np.outer(op.d_shift, op.d_shift))
+    vals, vecs = np.linalg.eigh(cov)
+    good = vals > vals.max() * 1e-12  # the renormalised trace's area carries no noise and no information
+    noise = {name: float(np.hypot(NOISE[name], getattr(profile, name))) for name in MEASURED
+             if name not in ("Mn", "Mw")}
+    observed = obs.mmd[op.kept] / (obs.mmd[op.kept].sum() * DLOGM)
+    return {**NOISE, **noise, "time": profile.known_time, "temp": profile.known_temp, "profile": profile,
+            "whiten": (vecs[:, good] / np.sqrt(vals[good])).T, "observed_trace": observed}
+
+
 def residuals(recipe: dict, obs: Observation, noise: dict = NOISE) -> np.ndarray:
-    """Noise-scaled differences between the simulated and the observed polymer."""
+    """Noise-scaled differences between the simulated and the observed polymer (through the instrument
+    of `measurement_noise` when `noise` has one)."""
     sim = forward(recipe)
-    r = [(sim["mmd"] - obs.mmd) / noise["mmd"]]
+    if "whiten" in noise:
+        r = [noise["whiten"] @ (measured_trace(sim["mmd"], noise["profile"]) - noise["observed_trace"])]
+    else:
+        r = [(sim["mmd"] - obs.mmd) / noise["mmd"]]
     for name in obs.extras:
+        if name in ("Mn", "Mw") and "whiten" in noise:
+            continue
         r.append(np.array([np.log(sim[name] / getattr(obs, name)) / noise[name]]))
     for name in obs.known:
         r.append(np.array([(sim[name] - getattr(obs, name)) / noise[name]]))

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .design import CENTRE, TARGETS, clip_to_box
-from .inversion import Observation, forward, invert
+from .inversion import Observation, forward, invert, measurement_noise
+from .measurement import PROFILES
 from .mmd import MMD_COLUMNS, l1_distance
 from .workers import parallel_map
 
@@ -37,10 +38,11 @@ def roundtrip_table(rows: pd.DataFrame, predictions: pd.DataFrame, extras: bool 
 
 
 def _invert_one(job: tuple) -> dict:
-    idx, row, start = job
+    idx, row, start, noise = job
     tic = time.perf_counter()
     obs = Observation(row[MMD_COLUMNS].to_numpy(float), row.cBA_time, row.Mn, row.Mw)
-    result = invert(obs, starts=([start] if start else []) + [CENTRE])
+    result = invert(obs, starts=([start] if start else []) + [CENTRE],
+                    noise=measurement_noise(obs, PROFILES[noise]))
     return {"index": idx, **result.recipe, **{f"{t} mean": result.mean[t] for t in TARGETS},
             **{f"{t} low": result.interval[t][0] for t in TARGETS},
             **{f"{t} high": result.interval[t][1] for t in TARGETS},
@@ -48,12 +50,12 @@ def _invert_one(job: tuple) -> dict:
 
 
 def invert_rows(rows: pd.DataFrame, starts: pd.DataFrame | None = None,
-                jobs: int | None = None) -> pd.DataFrame:
-    """Physics inversion of observed rows (composite observables), started from the given recipes (e.g.
-    a model's predictions) and the domain's centre, in parallel processes: the recipe on the valley at
-    the posterior median temperature, the posterior means, the 90 % credible intervals, the MMD L1
-    distance of the round trip and the seconds each row took."""
-    jobs_ = [(idx, row, None if starts is None else clip_to_box(starts.loc[idx, TARGETS].to_dict()))
+                jobs: int | None = None, noise: str = "ideal") -> pd.DataFrame:
+    """Physics inversion of observed rows (composite observables, measured with the profile `noise`),
+    started from the given recipes (e.g. a model's predictions) and the domain's centre, in parallel
+    processes: the recipe on the valley at the posterior median temperature, the posterior means, the
+    90 % credible intervals, the MMD L1 distance of the round trip and the seconds each row took."""
+    jobs_ = [(idx, row, None if starts is None else clip_to_box(starts.loc[idx, TARGETS].to_dict()), noise)
              for idx, row in rows.iterrows()]
     return pd.DataFrame(parallel_map(_invert_one, jobs_, jobs)).set_index("index")
 

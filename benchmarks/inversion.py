@@ -31,8 +31,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 def command() -> None:
     from analysis.finder import STORE
 
-    truth = json.loads((EXAMPLES / "truth.json").read_text())["between_levels.csv"]
-    args = [sys.executable, "-m", "analysis", "invert", "--mmd", str(EXAMPLES / "between_levels.csv"),
+    name, truth = next(iter(json.loads((EXAMPLES / "measured.json").read_text()).items()))
+    args = [sys.executable, "-m", "analysis", "invert", "--mmd", str(EXAMPLES / name),  # default: typical
             "--cba-time", str(truth["cBA_time"]), "--mn", str(truth["Mn"]), "--mw", str(truth["Mw"]),
             "--json"]
     tic = time.perf_counter()

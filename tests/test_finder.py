@@ -27,10 +27,11 @@ from analysis.inversion import (
 )
 from analysis.mmd import MMD_COLUMNS
 from analysis.roundtrip import interval_hits, roundtrip_table
-from analysis.sec_file import InputError
+from analysis.sec_file import InputError, read_sec_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 TRUTH = json.loads((EXAMPLES / "truth.json").read_text())
+MEASURED = json.loads((EXAMPLES / "measured.json").read_text())
 OFF_GRID = {"cBA_0": 2.2, "cAIBN_0": 0.0042, "temp": 66.5, "time": 2250.0}
 
 
@@ -160,11 +161,11 @@ def test_invert_command_json_and_errors(tmp_path):
     truth = TRUTH["between_levels.csv"]
     out = subprocess.run([sys.executable, "-m", "analysis", "invert", "--mmd",
                           str(EXAMPLES / "between_levels.csv"), "--cba-time", str(truth["cBA_time"]),
-                          "--mn", str(truth["Mn"]), "--mw", str(truth["Mw"]), "--json"],
-                         capture_output=True, text=True, timeout=600)
+                          "--mn", str(truth["Mn"]), "--mw", str(truth["Mw"]), "--json", "--noise", "ideal"],
+                         capture_output=True, text=True, timeout=600)  # a simulator's trace: no instrument
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert set(doc["recipe"]) == set(TARGETS)
+    assert set(doc["recipe"]) == set(TARGETS) and doc["noise"] == "ideal"
     assert set(doc["interval"]) == set(doc["recipe"]) and "mmd_l1" in doc["roundtrip"]
     assert set(doc["posterior"]) >= {"mean", "median", "correlation_temp_cAIBN_0"}
     assert isinstance(doc["in_domain"], bool) and doc["in_domain"]
@@ -185,7 +186,7 @@ def test_make_examples_writes_the_committed_files_again(tmp_path):
 
     truth = make_examples(tmp_path)
     assert truth == TRUTH
-    for name in list(TRUTH) + ["truth.json"]:
+    for name in list(TRUTH) + ["truth.json"] + list(MEASURED) + ["measured.json"]:
         assert (tmp_path / name).read_bytes() == (EXAMPLES / name).read_bytes(), name
 
 
@@ -296,3 +297,23 @@ def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_w
                                     {"scikit-learn": "0.1"}), store)
     with pytest.warns(finder.StaleFinderModels, match="other library versions"):
         finder.finder_models(small_workbook, store)
+
+
+@pytest.mark.slow
+def test_a_measured_trace_is_inverted_through_its_instrument():
+    # the example a laboratory would report (kMC trace through the `typical` measurement model): with the
+    # default noise the fit is as good as the noise and the intervals hold the truth; read as if it
+    # were the simulator's own trace (`ideal`), the intervals are narrower and the fit is held to a
+    # precision the measurement does not have
+    name, truth = next(iter(MEASURED.items()))
+    w = read_sec_file(EXAMPLES / name)
+    typical = find_recipe(w, truth["cBA_time"], truth["Mn"], truth["Mw"], noise="typical")
+    ideal = find_recipe(w, truth["cBA_time"], truth["Mn"], truth["Mw"], noise="ideal")
+    assert typical["noise"] == "typical" and typical["fit"]["status"] == "ok"
+    for target, (lo, hi) in typical["interval"].items():
+        assert lo <= truth[target] <= hi, target
+    width = {k: {n: r["interval"][k][1] - r["interval"][k][0] for n, r in (("t", typical), ("i", ideal))}
+             for k in ("cBA_0", "time")}
+    assert all(w["t"] > 1.5 * w["i"] for w in width.values()), width
+    with pytest.raises(InputError, match="unknown noise profile"):
+        find_recipe(w, truth["cBA_time"], truth["Mn"], truth["Mw"], noise="loud")
