@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # every chapter, slowest first (parallel runs start the long ones first and finish together)
 CHAPTERS := $(addprefix book/,$(addsuffix .md,07-analysis 09-unseen-recipes 08-identifiability \
-	10-your-own-mmd 02b-against-experiments 02-simulator 05-random-forest 06-neural-network 03-data-transformation 04-domain \
+	09c-what-to-measure 10-your-own-mmd 02b-against-experiments 09b-measuring-the-polymer 02-simulator 05-random-forest 06-neural-network 03-data-transformation 04-domain \
 	01-introduction 11-conclusions))
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
