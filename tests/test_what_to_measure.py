@@ -166,3 +166,17 @@ def test_evaluate_on_measured_rows_refuses_what_it_cannot_do(workbook_with_obser
     assert main(["evaluate", "--noise", "typical", "--split", "rows", "--data",
                  str(workbook_with_observables)]) == 2
     assert "drop --split rows" in capsys.readouterr().err
+
+
+def test_the_candidate_search_leaves_out_the_case_recipe_and_ranks_an_exact_match_first(four_recipes):
+    from analysis.candidates import candidate_search
+
+    target = four_recipes.iloc[5]
+    found = candidate_search(four_recipes, target, k=3)
+    own = (found[["cBA_0", "cAIBN_0", "temp"]] == target[["cBA_0", "cAIBN_0", "temp"]].to_numpy()).all(axis=1)
+    assert len(found) == 3 and not own.any() and found.score.is_monotonic_increasing
+    twin = target.copy()
+    twin["cBA_0"] = 9.9  # the same polymer under another recipe: a perfect match
+    grid = pd.concat([four_recipes, twin.to_frame().T], ignore_index=True)
+    best = candidate_search(grid, target, k=2)
+    assert best.iloc[0].cBA_0 == 9.9 and best.iloc[0].score == pytest.approx(0.0, abs=1e-12)
