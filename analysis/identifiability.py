@@ -118,9 +118,13 @@ def design_jacobians(frame: pd.DataFrame, jobs: int | None = None, rtol: float =
     (a kMC stop and the deterministic stop differ by up to half a minute); unmatched rows stay NaN.
     `extended` adds log cAIBN_time and log branching (`EXTENDED`) after the 103 composite observables.
     Cached on disk (`memo`) by the rows' recipes and times and the settings."""
-    key = frame[RECIPE_KEY + ["time"]].to_numpy(float).tobytes() + repr((rtol, step, extended)).encode()
-    return cached("design_jacobians" + ("_extended" if extended else ""), key,
-                  lambda: _design_jacobians(frame, jobs, rtol, step, extended))
+    key = frame[RECIPE_KEY + ["time"]].to_numpy(float).tobytes() + repr((rtol, step)).encode()
+    # computed once with the extended observables and shared (chapters 8 and 9c run the same rows)
+    full = cached("design_jacobians", key, lambda: _design_jacobians(frame, jobs, rtol, step, True))
+    if extended:
+        return full
+    return RowJacobians(full.observed[:, :COMPOSITE], full.jac[:, :COMPOSITE], full.stopped,
+                        full.stop_gradient)
 
 
 def design_observables(frame: pd.DataFrame, jobs: int | None = None) -> RowJacobians:

@@ -75,13 +75,16 @@ def _whiten(cov: np.ndarray, jac: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sample_block(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra: tuple[str, ...]
-                  ) -> tuple[np.ndarray, ...]:
+def _sample_block(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra: tuple[str, ...],
+                  trace: bool = True) -> tuple[np.ndarray, ...]:
     """One sample's part of the observation: Jacobian of the trace, its noise covariance without the
     calibration shift, d trace / d shift, and the scalars (log cBA_time [, log Mn, log Mw], the extras'
     logs): their Jacobian and noise sd."""
     jac, s = rj.jac[r], sigma[r]
-    if p.instrument:
+    if p.instrument and not trace:
+        j_trace = cov = d_shift = None
+        scalars = [(N, p.cBA_time)]
+    elif p.instrument:
         op = trace_operator(rj.observed[r, :N], p)
         j_trace = op.d_trace @ jac[:N]
         cov = (op.d_trace * s[:N] ** 2) @ op.d_trace.T + op.detector
@@ -114,8 +117,19 @@ def partner_rows(frame: pd.DataFrame, rj: RowJacobians) -> np.ndarray:
 
 
 def whitened_jacobian(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, p: Profile,
-                      extra: tuple[str, ...], r: int, partner: int = -1) -> np.ndarray:
-    """Row r's observation Jacobian (observations x 4, original units) in units of its noise."""
+                      extra: tuple[str, ...], r: int, partner: int = -1, traces: dict | None = None
+                      ) -> np.ndarray:
+    """Row r's observation Jacobian (observations x 4, original units) in units of its noise.  `traces`
+    caches the whitened trace block of single samples by row (it depends on the profile only)."""
+    if "sample2" not in extra and traces is not None:
+        if r not in traces:
+            j_trace, cov, d_shift, _, _ = _sample_block(rj, sigma, r, p, ())
+            traces[r] = _whiten(cov + p.calibration_sd**2 * np.outer(d_shift, d_shift), j_trace)
+        _, _, _, scalars, sd = _sample_block(rj, sigma, r, p, extra, trace=False)
+        rows = [traces[r], scalars / sd[:, None]]
+        rows += [np.eye(4)[j][None, :] / s for name, (j, s) in
+                 {"temp": (2, p.known_temp), "time": (3, p.known_time)}.items() if name in extra]
+        return np.vstack(rows)
     blocks = [_sample_block(rj, sigma, r, p, extra)]
     if "sample2" in extra:
         blocks.append(_sample_block(rj, sigma, partner, p, ()) if partner >= 0 else None)
@@ -139,7 +153,8 @@ def whitened_jacobian(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, 
 
 
 def measured_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str = "typical",
-                   observe: str | tuple[str, ...] = "composite", prior: str = "design") -> dict:
+                   observe: str | tuple[str, ...] = "composite", prior: str = "design",
+                   traces: dict | None = None) -> dict:
     """Best reachable R² per target (chapter 8's valley bound) for the observation set `observe` under the
     measurement profile `noise`; `rj` from `design_jacobians(..., extended=True)` when the set includes
     cAIBN_time or branching, `sigma` from `noise_model` on a frame with the observables."""
@@ -152,15 +167,19 @@ def measured_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noi
     if rj.jac.shape[1] > COMPOSITE:
         ok &= np.isfinite(rj.jac).all(axis=(1, 2))
     partner = partner_rows(frame, rj) if "sample2" in extra else np.full(len(frame), -1)
-    return bound_of_rows(frame, ok, lambda r: whitened_jacobian(frame, rj, sigma, p, extra, r, partner[r])
-                         * factor[r], prior=prior)
+    traces = {} if traces is None else traces
+    return bound_of_rows(frame, ok, lambda r: whitened_jacobian(frame, rj, sigma, p, extra, r, partner[r],
+                                                                traces) * factor[r], prior=prior)
 
 
 def bound_table(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noises: tuple[str, ...],
                 sets: dict[str, tuple[str, ...]] = SETS) -> pd.DataFrame:
     """Bound per target for every profile and observation set (rows: profile, set)."""
-    out = {(n, label): measured_bound(frame, rj, sigma, n, extra)
-           for n in noises for label, extra in sets.items()}
+    out = {}
+    for n in noises:
+        traces: dict = {}  # the whitened traces of one profile, shared by its sets
+        for label, extra in sets.items():
+            out[(n, label)] = measured_bound(frame, rj, sigma, n, extra, traces=traces)
     table = pd.DataFrame(out).T
     table.index.names = ["noise", "observed"]
     table["lowest"] = table[TARGETS].min(axis=1)
@@ -169,7 +188,8 @@ def bound_table(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noises
 
 # --- check of the linearised bound: the posterior along the curved valley ----------------------------
 
-CHECK_TEMPS = np.linspace(BOX["temp"][0], BOX["temp"][1], 21)  # the profile's grid, 1 °C
+CHECK_TEMPS = np.linspace(BOX["temp"][0], BOX["temp"][1], 21)  # the profile's grid, 1 °C (2 °C is too
+# coarse where a measurement narrows the temperature to a few degrees)
 CHECK_RTOL = 1e-7  # solver tolerance of the check's runs (their differences enter its Jacobians)
 CHI2_WALK = 100.0  # the profile stops where the noise-free misfit exceeds this (weights below e^-50)
 FREE_COORDS = [0, 1, 3]  # cBA_0, cAIBN_0, time: optimised at each temperature of the profile
@@ -199,9 +219,9 @@ def _observation_cov(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, ex
 
 
 def _valley_profile(truth: np.ndarray, whiten: np.ndarray, p: Profile, extra: tuple[str, ...]) -> list:
-    """The noise-free misfit profiled along the temperature: at each temperature of CHECK_TEMPS, walking
-    out from the truth's, the best cBA_0, cAIBN_0 and time (unit-box coordinates, bounded least squares),
-    with the whitened residual and its Jacobian there."""
+    """The noise-free misfit profiled along the temperature: at each temperature of CHECK_TEMPS (1 °C
+    apart), walking out from the truth's, the best cBA_0, cAIBN_0 and time (unit-box coordinates,
+    bounded least squares), with the whitened residual and its Jacobian there."""
     from scipy.optimize import least_squares
 
     f0 = _forward(truth, p, extra)
