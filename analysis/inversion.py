@@ -34,7 +34,7 @@ from scipy.special import ndtr
 
 from .design import BOX, CENTRE, TARGETS, as_dict, from_unit, to_unit, unit_span
 from .kinetics import Recipe
-from .measurement import PROFILES, Profile, measured_trace, trace_operator
+from .measurement import PROFILES, Profile, measured_trace, trace_operator, whitening
 from .mmd import DLOGM, N_POINTS, l1_distance
 from .ode import run_ode
 
@@ -134,13 +134,11 @@ def measurement_noise(obs: Observation, profile: Profile) -> dict:
     op = trace_operator(obs.mmd, profile)
     cov = ((op.d_trace * NOISE["mmd"] ** 2) @ op.d_trace.T + op.detector
            + profile.calibration_sd**2 * np.outer(op.d_shift, op.d_shift))
-    vals, vecs = np.linalg.eigh(cov)
-    good = vals > vals.max() * 1e-12  # the renormalised trace's area carries no noise and no information
     noise = {name: float(np.hypot(NOISE[name], getattr(profile, name))) for name in MEASURED
              if name not in ("Mn", "Mw")}
     observed = obs.mmd[op.kept] / (obs.mmd[op.kept].sum() * DLOGM)
     return {**NOISE, **noise, "time": profile.known_time, "temp": profile.known_temp, "profile": profile,
-            "whiten": (vecs[:, good] / np.sqrt(vals[good])).T, "observed_trace": observed}
+            "whiten": whitening(cov), "observed_trace": observed}
 
 
 def residuals(recipe: dict, obs: Observation, noise: dict = NOISE) -> np.ndarray:

@@ -148,6 +148,14 @@ def trace_operator(w: np.ndarray, p: Profile) -> TraceOperator:
     return TraceOperator(kept, m, project @ spread, project @ (d_spread @ w), mixing @ mixing.T)
 
 
+def whitening(cov: np.ndarray) -> np.ndarray:
+    """W with W @ cov @ W.T = I on the directions that carry noise (eigenvectors, each over its sd); the
+    others (the renormalised trace's area) carry no noise and no information, and are dropped."""
+    vals, vecs = np.linalg.eigh(cov)
+    good = vals > vals.max() * 1e-12
+    return (vecs[:, good] / np.sqrt(vals[good])).T
+
+
 def measured_trace(w: np.ndarray, p: Profile) -> np.ndarray:
     """The noise-free measured trace at the points above the cut-off (the operator's deterministic part)."""
     kept, spread, _, _ = _operators(p)

@@ -28,7 +28,15 @@ from .evaluation import recipe_fold_indices
 from .features import physics_features
 from .identifiability import COMPOSITE, EXTENDED, RowJacobians, _range_units, bound_of_rows
 from .kinetics import Recipe
-from .measurement import PROFILES, ObservationError, Profile, measure_mmd, measure_scalar, trace_operator
+from .measurement import (
+    PROFILES,
+    ObservationError,
+    Profile,
+    measure_mmd,
+    measure_scalar,
+    trace_operator,
+    whitening,
+)
 from .metrics import metrics
 from .mmd import MMD_COLUMNS
 from .new_models import BoostedModel
@@ -66,12 +74,10 @@ def profile(name: str) -> Profile:
 
 
 def _whiten(cov: np.ndarray, jac: np.ndarray) -> np.ndarray:
-    """Jacobian in units of the noise: the covariance's eigenvectors, each divided by its sd; directions
-    without noise (the renormalised trace's area) carry no information and are dropped (zero rows)."""
-    vals, vecs = np.linalg.eigh(cov)
-    good = vals > vals.max() * 1e-12
+    """Jacobian in units of the noise (`measurement.whitening`), padded with zero rows to its length."""
+    w = whitening(cov)
     out = np.zeros_like(jac)
-    out[: good.sum()] = (vecs[:, good] / np.sqrt(vals[good])).T @ jac
+    out[: len(w)] = w @ jac
     return out
 
 
@@ -258,9 +264,7 @@ def _check_row(task: tuple) -> np.ndarray:
     original units); the temperature is integrated on the profile's grid.  The measurement's noise is
     drawn in the whitened space."""
     truth, cov, p, extra, n_draws, seed = task
-    vals, vecs = np.linalg.eigh(cov)
-    good = vals > vals.max() * 1e-12
-    whiten = (vecs[:, good] / np.sqrt(vals[good])).T
+    whiten = whitening(cov)
     points = _valley_profile(truth, whiten, p, extra)
     rng = np.random.default_rng(seed)
     errors = []
