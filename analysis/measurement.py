@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from .mmd import DLOGM, EDGES, LOGM, averages
+from .mmd import DLOGM, EDGES, LOGM, MMD_COLUMNS, averages
 
 
 class ObservationError(ValueError):
@@ -104,6 +104,18 @@ def measure_scalar(values: np.ndarray, relative_sd: float, rng: np.random.Genera
     if relative_sd <= 0:
         return values.copy()
     return values * np.exp(relative_sd * rng.standard_normal(values.shape) - 0.5 * relative_sd**2)
+
+
+def measured_rows(frame: pd.DataFrame, profile: Profile, rng: np.random.Generator) -> pd.DataFrame:
+    """The workbook's rows as the instruments of `profile` report them: with an instrument the MMD measured
+    and Mn, Mw computed from it; cBA_time by GC (the other columns as they are)."""
+    out = frame.copy()
+    if profile.instrument:
+        measured, mn, mw = measure_mmd(frame[MMD_COLUMNS].to_numpy(float), profile, rng)
+        out[MMD_COLUMNS] = measured
+        out["Mn"], out["Mw"] = mn, mw
+    out["cBA_time"] = measure_scalar(frame["cBA_time"].to_numpy(float), profile.cBA_time, rng)
+    return out
 
 
 SHIFT_STEP = 1e-4  # decades: difference step of d trace / d calibration shift

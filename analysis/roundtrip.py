@@ -37,10 +37,24 @@ def roundtrip_table(rows: pd.DataFrame, predictions: pd.DataFrame, extras: bool 
     return pd.DataFrame(out).set_index("index")
 
 
+# what a row may hold besides the composite observables, by the Observation field it fills (the known
+# values under the column names of `what_to_measure.measured_frame`)
+CONDITIONS = {"cAIBN_time": "cAIBN_time", "branching": "branching", "time": "known_time",
+              "temp": "known_temp"}
+
+
+def observation_of(row: pd.Series) -> Observation:
+    """The Observation of one (measured) row: the MMD, cBA_time, Mn, Mw, and those of `CONDITIONS`'
+    columns that the row has."""
+    given = {field: float(row[column]) for field, column in CONDITIONS.items()
+             if column in row.index and pd.notna(row[column])}
+    return Observation(row[MMD_COLUMNS].to_numpy(float), row.cBA_time, row.Mn, row.Mw, **given)
+
+
 def _invert_one(job: tuple) -> dict:
     idx, row, start, noise = job
     tic = time.perf_counter()
-    obs = Observation(row[MMD_COLUMNS].to_numpy(float), row.cBA_time, row.Mn, row.Mw)
+    obs = observation_of(row)
     result = invert(obs, starts=([start] if start else []) + [CENTRE],
                     noise=measurement_noise(obs, PROFILES[noise]))
     return {"index": idx, **result.recipe, **{f"{t} mean": result.mean[t] for t in TARGETS},
@@ -51,7 +65,8 @@ def _invert_one(job: tuple) -> dict:
 
 def invert_rows(rows: pd.DataFrame, starts: pd.DataFrame | None = None,
                 jobs: int | None = None, noise: str = "ideal") -> pd.DataFrame:
-    """Physics inversion of observed rows (composite observables, measured with the profile `noise`),
+    """Physics inversion of observed rows (composite observables and any of `CONDITIONS`' columns, measured
+    with the profile `noise`),
     started from the given recipes (e.g. a model's predictions) and the domain's centre, in parallel
     processes: the recipe on the valley at the posterior median temperature, the posterior means, the
     90 % credible intervals, the MMD L1 distance of the round trip and the seconds each row took."""

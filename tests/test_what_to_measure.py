@@ -125,7 +125,9 @@ def test_the_second_sample_is_the_same_run_ten_minutes_later_or_earlier(four_rec
 
 def test_measured_rows_keep_the_schema_and_add_what_is_observed(four_recipes):
     rows = measured_frame(four_recipes, "typical", "composite,temp,cAIBN_time,sample2", seed=1)
-    assert list(rows.columns[: len(four_recipes.columns)]) == list(four_recipes.columns)
+    unobserved = ["branching", "midchain_fraction"]  # the simulation's true values are not reported
+    kept = [c for c in four_recipes.columns if c not in unobserved]
+    assert list(rows.columns[: len(kept)]) == kept and not set(unobserved) & set(rows.columns)
     assert {"known_temp", "MMD2_1", "cBA_time2", "dt2"} <= set(rows.columns)
     mmd = rows[[f"MMD{k}" for k in range(1, 101)]].to_numpy()
     np.testing.assert_allclose(mmd.sum(axis=1) * DLOGM, 1.0, rtol=1e-12)
@@ -180,3 +182,15 @@ def test_the_candidate_search_leaves_out_the_case_recipe_and_ranks_an_exact_matc
     grid = pd.concat([four_recipes, twin.to_frame().T], ignore_index=True)
     best = candidate_search(grid, target, k=2)
     assert best.iloc[0].cBA_0 == 9.9 and best.iloc[0].score == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_inversion_of_a_measured_row_conditions_on_what_its_set_observes_only(four_recipes):
+    from analysis.roundtrip import observation_of
+
+    plain = observation_of(measured_frame(four_recipes, "typical", "composite", seed=1).iloc[0])
+    assert plain.extras == ["cBA_time", "Mn", "Mw"] and plain.known == []
+    row = measured_frame(four_recipes, "typical", "composite,temp,cAIBN_time", seed=1).iloc[0]
+    more = observation_of(row)
+    assert more.extras == ["cBA_time", "Mn", "Mw", "cAIBN_time"] and more.known == ["temp"]
+    assert (more.temp, more.cAIBN_time) == (row.known_temp, row.cAIBN_time)
+    assert more.cAIBN_time != four_recipes.cAIBN_time.iloc[0]  # measured, not the simulation's value
