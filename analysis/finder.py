@@ -1,10 +1,15 @@
 """The recipe finder for a user's own MMD: domain check, machine-learning prediction with calibrated
 intervals, the physics inversion's posterior, and the round trip of both recipes.
 
-What a call needs from the workbook (the fitted models and the training domain) can be fitted once and
+The machine-learning part is trained per measurement profile: for `typical` and `poor` on the workbook's
+rows passed through that profile's instruments (`measurement.measured_rows`, one fixed draw), so that its
+intervals and its domain check belong to traces measured that way, not to the simulator's own.
+
+What a call needs from the workbook (the fitted models and the training domains) can be fitted once and
 stored in `data/finder_models.joblib` with the workbook's checksums and the library versions (`make finder`;
-about 18 MB, so not committed): then a call reads no workbook and fits no model.  Without it, or for another
-workbook, the models are fitted in the call (cached on disk when $POLYINVERSE_CACHE is set).
+about 50 MB for the three profiles, so not committed): then a call reads no workbook and fits no model.
+Without it, for another workbook, or for a profile the store lacks, the models are fitted in the call
+(cached on disk when $POLYINVERSE_CACHE is set).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TAR
 from .domain import Domain
 from .inversion import Observation, disagreements, invert, measurement_noise
 from .kinetics import BULK_BA
-from .measurement import PROFILES
+from .measurement import PROFILES, measured_rows
 from .memo import cached
 from .mmd import MMD_COLUMNS
 from .new_models import BoostedModel
@@ -29,6 +34,7 @@ from .roundtrip import roundtrip
 from .sec_file import InputError
 
 STORE = DATA_DIR / "finder_models.joblib"
+MEASUREMENT_SEED = 0  # the noise draw of the training rows of a measured profile
 FAILED_FIT = 25.0  # chi² per observed value above which a fit is reported as failed (5 x the noise)
 KNOWN_MISFIT = 4.0  # chi² per value above which known values are suspected (2 x the noise)
 
@@ -41,12 +47,22 @@ def as_frame(w: np.ndarray, cBA_time: float | None = None, Mn: float | None = No
     return pd.concat([frame, pd.DataFrame([w], columns=MMD_COLUMNS)], axis=1)
 
 
-def ml_model(frame: pd.DataFrame, features: str = "composite", seed: int = 42) -> BoostedModel:
+def training_rows(frame: pd.DataFrame, noise: str = "ideal") -> pd.DataFrame:
+    """The rows the finder's models learn from for a measurement profile: the workbook itself for `ideal`,
+    otherwise its rows as that profile's instruments report them (draw `MEASUREMENT_SEED`)."""
+    if noise == "ideal":
+        return frame
+    return measured_rows(frame, PROFILES[noise], np.random.default_rng(MEASUREMENT_SEED))
+
+
+def ml_model(frame: pd.DataFrame, features: str = "composite", seed: int = 42,
+             noise: str = "ideal") -> BoostedModel:
     """The book's best model (boosted trees on physics features, conformal 90 % intervals; chapter 9),
-    fitted on every row of the dataset.  Cached on disk (`memo`) by the rows, features and seed."""
+    fitted on every row of the dataset as measured with profile `noise` (`training_rows`).  Cached on disk
+    (`memo`) by the rows, features, seed and profile."""
     rows = np.ascontiguousarray(frame[TARGETS + FEATURE_SETS[features]].to_numpy(float)).tobytes()
-    key = rows + repr((features, seed)).encode()
-    return cached("ml_model", key, lambda: BoostedModel(features, seed=seed).fit(frame))
+    key = rows + repr((features, seed) if noise == "ideal" else (features, seed, noise)).encode()
+    return cached("ml_model", key, lambda: BoostedModel(features, seed=seed).fit(training_rows(frame, noise)))
 
 
 class StaleFinderModels(UserWarning):
@@ -61,36 +77,47 @@ def _versions() -> dict[str, str]:
 
 @dataclass
 class FinderModels:
-    """The ML model per feature set ('composite', 'mmd'), the training rows' features (for the domain of
-    any subset of the extras), the domains of the two usual subsets, and what they were fitted on."""
+    """Per measurement profile: the ML model per feature set ('composite', 'mmd'), the training rows'
+    features (for the domain of any subset of the extras) and the domains of the two usual subsets; and
+    what they were fitted on."""
 
-    models: dict[str, BoostedModel]
-    training: pd.DataFrame  # cBA_time, Mn, Mw, MMD1..MMD100 of every training row
-    domains: dict[tuple[str, ...], Domain]
+    models: dict[tuple[str, str], BoostedModel]  # (profile, feature set)
+    training: dict[str, pd.DataFrame]  # profile: cBA_time, Mn, Mw, MMD1..MMD100 of every training row
+    domains: dict[tuple[str, tuple[str, ...]], Domain]  # (profile, extras given)
     data_sha256: str
     study_sha256: str
     versions: dict[str, str]
 
-    def domain(self, given: list[str]) -> Domain:
-        """The training domain for the extras given (fitted here for an unusual subset: a second)."""
-        key = tuple(given)
+    @property
+    def profiles(self) -> set[str]:
+        """The measurement profiles these models were fitted for."""
+        return set(self.training) if isinstance(self.training, dict) else set()
+
+    def domain(self, given: list[str], noise: str = "ideal") -> Domain:
+        """The training domain of a profile for the extras given (fitted here for an unusual subset)."""
+        key = (noise, tuple(given))
         if key not in self.domains:
-            self.domains[key] = Domain(self.training, list(given) + MMD_COLUMNS)
+            self.domains[key] = Domain(self.training[noise], list(given) + MMD_COLUMNS)
         return self.domains[key]
 
 
-def fit_finder_models(data: Path | str | None = None) -> FinderModels:
-    """Fit everything a finder call needs on a workbook (minutes: two boosted models with intervals)."""
+def fit_finder_models(data: Path | str | None = None,
+                      profiles: tuple[str, ...] = tuple(PROFILES)) -> FinderModels:
+    """Fit everything a finder call needs on a workbook, for each measurement profile (minutes: two
+    boosted models with intervals per profile)."""
     path = dataset_path(data)
     frame = load_dataset(path)
-    models = {f: ml_model(frame, f) for f in ("composite", "mmd")}
-    domains = {tuple(g): Domain(frame, list(g) + MMD_COLUMNS) for g in (EXTRA_FEATURES, [])}
-    training = frame[EXTRA_FEATURES + MMD_COLUMNS].reset_index(drop=True)
+    models, training, domains = {}, {}, {}
+    for noise in profiles:
+        rows = training_rows(frame, noise)
+        models.update({(noise, f): ml_model(frame, f, noise=noise) for f in ("composite", "mmd")})
+        domains.update({(noise, tuple(g)): Domain(rows, list(g) + MMD_COLUMNS) for g in (EXTRA_FEATURES, [])})
+        training[noise] = rows[EXTRA_FEATURES + MMD_COLUMNS].reset_index(drop=True)
     return FinderModels(models, training, domains, file_sha256(path), study_sha256(path), _versions())
 
 
 def write_finder_models(out: Path | str = STORE, data: Path | str | None = None) -> FinderModels:
-    """Fit and store the finder's models for a workbook (`make finder`)."""
+    """Fit and store the finder's models for a workbook, all three profiles (`make finder`)."""
     import io
 
     import joblib
@@ -104,10 +131,11 @@ def write_finder_models(out: Path | str = STORE, data: Path | str | None = None)
     return fitted
 
 
-def finder_models(data: Path | str | None = None, store: Path | str = STORE) -> FinderModels:
+def finder_models(data: Path | str | None = None, store: Path | str = STORE,
+                  noise: str = "ideal") -> FinderModels:
     """The stored finder models when they belong to the workbook in use (same file, or the same study
-    sheets) and to these library versions; otherwise fitted for it (cached on disk when a cache is set),
-    with a warning naming the reason."""
+    sheets), to these library versions and hold profile `noise`; otherwise fitted for it and that profile
+    (cached on disk when a cache is set), with a warning naming the reason."""
     import joblib
 
     path = dataset_path(data)
@@ -116,13 +144,15 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE) -> 
         stored = joblib.load(store)
         same_versions = stored.versions == _versions()
         same_data = stored.data_sha256 == file_sha256(path) or stored.study_sha256 == study_sha256(path)
-        if same_versions and same_data:
+        has_profile = noise in stored.profiles
+        if same_versions and same_data and has_profile:
             return stored
-        why = "another workbook" if not same_data else f"other library versions ({stored.versions})"
+        why = ("another workbook" if not same_data else f"other library versions ({stored.versions})"
+               if not same_versions else f"profiles {sorted(stored.profiles)} only, not {noise!r}")
         warnings.warn(f"{store.name} was fitted on {why}; fitting the finder's models for {path.name} "
                       "(minutes; `make finder` stores them)", StaleFinderModels, stacklevel=2)
-    key = file_sha256(path).encode()
-    return cached("finder_models", key, lambda: fit_finder_models(path))
+    key = file_sha256(path).encode() + noise.encode()
+    return cached("finder_models", key, lambda: fit_finder_models(path, (noise,)))
 
 
 def ml_prediction(model: BoostedModel, row: pd.DataFrame) -> tuple[dict, dict]:
@@ -183,7 +213,7 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
                 temp: float | None = None, noise: str = "ideal") -> dict:
     """The whole finder: domain verdict, ML prediction with intervals, physics inversion, round trip.
     Without `frame` it uses the stored finder models (`finder_models`: no workbook is read, no model
-    fitted); with it, `models` caches ML models fitted on `frame` by feature set between calls; with
+    fitted); with it, `models` caches ML models fitted on `frame` by profile and feature set; with
     `with_posterior` the result also holds the `Inversion` itself (not JSON) under "inversion".  The
     residual initiator, branching, a known time or temperature condition the inversion (the ML model
     does not use them; its prediction takes the known values instead of its own).  `noise` names the
@@ -198,15 +228,15 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     row = as_frame(w, cBA_time, Mn, Mw)
     feature_set = "composite" if len(given) == 3 else "mmd"  # the ML model needs all three extras
     if frame is None:
-        stored = finder_models()
-        verdict = stored.domain(given).check(row)[0]
-        model = stored.models[feature_set]
+        stored = finder_models(noise=noise)
+        verdict = stored.domain(given, noise).check(row)[0]
+        model = stored.models[(noise, feature_set)]
     else:
-        verdict = Domain(frame, given + MMD_COLUMNS).check(row)[0]
+        verdict = Domain(training_rows(frame, noise), given + MMD_COLUMNS).check(row)[0]
         models = {} if models is None else models
-        if feature_set not in models:
-            models[feature_set] = ml_model(frame, feature_set)
-        model = models[feature_set]
+        if (noise, feature_set) not in models:
+            models[(noise, feature_set)] = ml_model(frame, feature_set, noise=noise)
+        model = models[(noise, feature_set)]
     ml_recipe, ml_interval = ml_prediction(model, row)
     obs = Observation(w, cBA_time, Mn, Mw, cAIBN_time, branching, time, temp)
     sigma = measurement_noise(obs, PROFILES[noise])
@@ -245,6 +275,20 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     if with_posterior:
         out["inversion"] = result
     return out
+
+
+def situations(measured: dict) -> dict[str, dict]:
+    """The finder's three use cases, as the `find_recipe` arguments each has from one measured sample
+    (a dict with Mn, Mw, cBA_time, cAIBN_time, temp, time): a competitor's polymer (SEC only); your own
+    reactor (SEC, GC, the temperature known; then the time known too); a laboratory sample (SEC, GC and
+    the residual initiator by HPLC)."""
+    sec = {"Mn": measured["Mn"], "Mw": measured["Mw"]}  # computed from the trace by the SEC software
+    gc = {**sec, "cBA_time": measured["cBA_time"]}
+    return {"1. competitor: SEC only": sec,
+            "2. own reactor: SEC, GC, temperature known": {**gc, "temp": measured["temp"]},
+            "2'. own reactor: SEC, GC, temperature and time known": {**gc, "temp": measured["temp"],
+                                                                    "time": measured["time"]},
+            "3. laboratory sample: SEC, GC, residual initiator": {**gc, "cAIBN_time": measured["cAIBN_time"]}}
 
 
 def recovery_table(found: dict[str, dict], truth: dict[str, dict]) -> pd.DataFrame:

@@ -275,16 +275,22 @@ def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_w
     from analysis.dataset import file_sha256, study_sha256
 
     fits = []
-    monkeypatch.setattr(finder, "fit_finder_models", lambda path: fits.append(path) or "fitted here")
+    monkeypatch.setattr(finder, "fit_finder_models",
+                        lambda path, profiles: fits.append((path, profiles)) or "fitted here")
     store = tmp_path / "models.joblib"
     assert finder.finder_models(small_workbook, store) == "fitted here" and len(fits) == 1  # no store yet
-    stored = finder.FinderModels({}, pd.DataFrame(), {}, file_sha256(small_workbook),
-                                 study_sha256(small_workbook), finder._versions())
+    profiles = {"ideal": pd.DataFrame(), "typical": pd.DataFrame()}
+    stored = finder.FinderModels({}, profiles, {}, file_sha256(small_workbook), study_sha256(small_workbook),
+                                 finder._versions())
     joblib.dump(stored, store)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert finder.finder_models(small_workbook, store).data_sha256 == stored.data_sha256
+        assert finder.finder_models(small_workbook, store, noise="typical").profiles == {"ideal", "typical"}
     assert len(fits) == 1  # read, not fitted
+    with pytest.warns(finder.StaleFinderModels, match="not 'poor'"):
+        assert finder.finder_models(small_workbook, store, noise="poor") == "fitted here"
+    assert fits[-1][1] == ("poor",)  # only the profile asked for is fitted in the call
     other = tmp_path / "other.xlsx"
     frame = pd.read_excel(small_workbook, sheet_name=None)
     frame["compuesta"].loc[0, "Mn"] *= 1.01
@@ -293,7 +299,7 @@ def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_w
             sheet.to_excel(writer, sheet_name=name, index=False)
     with pytest.warns(finder.StaleFinderModels, match="another workbook"):
         assert finder.finder_models(other, store) == "fitted here"
-    joblib.dump(finder.FinderModels({}, pd.DataFrame(), {}, stored.data_sha256, stored.study_sha256,
+    joblib.dump(finder.FinderModels({}, profiles, {}, stored.data_sha256, stored.study_sha256,
                                     {"scikit-learn": "0.1"}), store)
     with pytest.warns(finder.StaleFinderModels, match="other library versions"):
         finder.finder_models(small_workbook, store)
@@ -310,6 +316,7 @@ def test_a_measured_trace_is_inverted_through_its_instrument():
     typical = find_recipe(w, truth["cBA_time"], truth["Mn"], truth["Mw"], noise="typical")
     ideal = find_recipe(w, truth["cBA_time"], truth["Mn"], truth["Mw"], noise="ideal")
     assert typical["noise"] == "typical" and typical["fit"]["status"] == "ok"
+    assert typical["in_domain"]  # the domain of rows measured with the same instruments
     for target, (lo, hi) in typical["interval"].items():
         assert lo <= truth[target] <= hi, target
     width = {k: {n: r["interval"][k][1] - r["interval"][k][0] for n, r in (("t", typical), ("i", ideal))}

@@ -88,3 +88,23 @@ def test_profiles_are_ordered_and_every_error_has_a_source():
     w = _lognormal()
     _, _, mw = measure_mmd(np.tile(w, (4000, 1)), Profile("c", calibration_sd=typical.calibration_sd), rng)
     assert np.std(np.log(mw)) == pytest.approx(np.log(1 + np.hypot(0.03, 0.10)), rel=0.05)
+
+
+def test_the_finders_training_rows_for_a_profile_are_the_workbooks_rows_as_measured(data):
+    from analysis.finder import training_rows
+    from analysis.measurement import PROFILES
+    from analysis.mmd import MMD_COLUMNS
+
+    rows = data.iloc[::400]
+    assert training_rows(rows, "ideal") is rows  # the simulator's own rows, untouched
+    typical = training_rows(rows, "typical")
+    assert typical.equals(training_rows(rows, "typical"))  # one fixed draw
+    w = typical[MMD_COLUMNS].to_numpy(float)
+    assert (w[:, LOGM < PROFILES["typical"].cutoff_logm] == 0).all() and (w >= 0).all()
+    assert np.allclose(w.sum(axis=1) * DLOGM, 1.0)
+    mn, mw = averages(w)  # Mn, Mw are those of the measured trace, not the simulation's
+    assert np.allclose(typical.Mn, mn) and np.allclose(typical.Mw, mw)
+    assert not np.allclose(typical.Mn, rows.Mn, rtol=1e-3)
+    error = np.log(typical.cBA_time / rows.cBA_time)  # GC error of the stated size
+    assert 0 < error.std() < 3 * PROFILES["typical"].cBA_time
+    assert typical[["cBA_0", "cAIBN_0", "temp", "time"]].equals(rows[["cBA_0", "cAIBN_0", "temp", "time"]])
