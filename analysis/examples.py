@@ -26,7 +26,8 @@ EXAMPLES = {  # file: (recipe, time s, how it is written)
 }
 FINE_GRID = np.linspace(2.3, 6.4, 250)  # another grid than the model's, as a SEC program's
 # a sample as a laboratory reports it: the kMC trace through the `typical` measurement model, Mn and Mw
-# computed from the measured trace, the remaining monomer by GC (truth in measured.json)
+# computed from the measured trace, the remaining monomer by GC, the residual initiator by HPLC and the
+# branching density by NMR (truth and measured values in measured.json)
 MEASURED = ("measured_typical.csv", (1.2, 0.009, 67.5), 2100.0, "typical")
 
 
@@ -51,18 +52,22 @@ def make_examples(directory: Path | str, seed: int = 7) -> dict:
 
 
 def _measured_example(directory: Path, seed: int) -> dict:
-    """Write MEASURED's export and `measured.json` (its recipe, the measured cBA_time, Mn, Mw, and the
-    measurement profile)."""
+    """Write MEASURED's export and `measured.json` (its recipe; the measured cBA_time by GC, Mn and Mw
+    from the trace, the residual initiator by HPLC and the branching by NMR; the measurement profile)."""
     name, levels, time, noise = MEASURED
     run = simulate(Recipe(*levels), "kmc", seed=seed, sample_times=np.array([time]))
     rng = np.random.default_rng(seed)
     measured, mn, mw = measure_mmd(run.mmd[-1], PROFILES[noise], rng)
     cba = measure_scalar(np.array([run.cBA[-1]]), PROFILES[noise].cBA_time, rng)
+    # drawn after the others, so that adding them left the trace and cBA_time as they were
+    caibn = measure_scalar(np.array([run.cAIBN[-1]]), PROFILES[noise].cAIBN_time, rng)
+    branching = measure_scalar(np.array([run.branching[-1]]), PROFILES[noise].branching, rng)
     kept = (FINE_GRID >= PROFILES[noise].cutoff_logm) if PROFILES[noise].cutoff_logm else FINE_GRID > 0
     signal = np.interp(FINE_GRID, LOGM, measured[0])[kept]
     write_sec_file(directory / name, FINE_GRID[kept], 1000.0 * signal / signal.max(), False, ",", True)
     truth = {name: {"cBA_0": levels[0], "cAIBN_0": levels[1], "temp": levels[2], "time": float(run.time[-1]),
-                    "cBA_time": float(cba[0]), "Mn": float(mn[0]), "Mw": float(mw[0]), "signal": "w",
+                    "cBA_time": float(cba[0]), "Mn": float(mn[0]), "Mw": float(mw[0]),
+                    "cAIBN_time": float(caibn[0]), "branching": float(branching[0]), "signal": "w",
                     "noise": noise}}
     atomic_write(directory / "measured.json", json.dumps(truth, indent=1))
     return truth
