@@ -194,3 +194,14 @@ def test_an_inversion_of_a_measured_row_conditions_on_what_its_set_observes_only
     assert more.extras == ["cBA_time", "Mn", "Mw", "cAIBN_time"] and more.known == ["temp"]
     assert (more.temp, more.cAIBN_time) == (row.known_temp, row.cAIBN_time)
     assert more.cAIBN_time != four_recipes.cAIBN_time.iloc[0]  # measured, not the simulation's value
+
+
+def test_the_inversions_noise_of_a_measured_scalar_is_its_analysis_plus_the_simulators_scatter():
+    from analysis.inversion import SIMULATOR_SCATTER, Observation, measurement_noise
+
+    typical = PROFILES["typical"]
+    noise = measurement_noise(Observation(_lognormal(), 0.5, cAIBN_time=0.005, branching=2.0), typical)
+    for name in ("cAIBN_time", "branching", "cBA_time"):  # the analysis' precision is counted once
+        assert noise[name] == pytest.approx(np.hypot(getattr(typical, name), SIMULATOR_SCATTER[name]))
+        assert noise[name] < 1.2 * getattr(typical, name)
+    assert (noise["temp"], noise["time"]) == (typical.known_temp, typical.known_time)
