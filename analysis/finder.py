@@ -7,7 +7,8 @@ intervals and its domain check belong to traces measured that way, not to the si
 
 What a call needs from the workbook (the fitted models and the training domains) can be fitted once and
 stored in `data/finder_models.joblib` with the workbook's checksums and the library versions (`make finder`;
-about 50 MB for the three profiles, so not committed): then a call reads no workbook and fits no model.
+one file per profile, about 18 MB each, so not committed): then a call reads no workbook, fits no model and
+loads only its profile's file.
 Without it, for another workbook, or for a profile the store lacks, the models are fitted in the call
 (cached on disk when $POLYINVERSE_CACHE is set).
 """
@@ -116,8 +117,23 @@ def fit_finder_models(data: Path | str | None = None,
     return FinderModels(models, training, domains, file_sha256(path), study_sha256(path), _versions())
 
 
+def profile_store(store: Path | str, noise: str) -> Path:
+    """The file of one profile's stored models: `store` itself for `ideal`, a sibling for the others
+    (`finder_models.typical.joblib`), so that a call loads only the profile it needs."""
+    store = Path(store)
+    return store if noise == "ideal" else store.with_name(f"{store.stem}.{noise}{store.suffix}")
+
+
+def _part(fitted: FinderModels, noise: str) -> FinderModels:
+    """The entries of one profile."""
+    return FinderModels({k: v for k, v in fitted.models.items() if k[0] == noise},
+                        {noise: fitted.training[noise]},
+                        {k: v for k, v in fitted.domains.items() if k[0] == noise},
+                        fitted.data_sha256, fitted.study_sha256, fitted.versions)
+
+
 def write_finder_models(out: Path | str = STORE, data: Path | str | None = None) -> FinderModels:
-    """Fit and store the finder's models for a workbook, all three profiles (`make finder`)."""
+    """Fit and store the finder's models for a workbook, one file per profile (`make finder`)."""
     import io
 
     import joblib
@@ -125,32 +141,36 @@ def write_finder_models(out: Path | str = STORE, data: Path | str | None = None)
     from .outputs import atomic_write
 
     fitted = fit_finder_models(data)
-    buffer = io.BytesIO()
-    joblib.dump(fitted, buffer, compress=3)
-    atomic_write(out, buffer.getvalue())
+    for noise in fitted.profiles:
+        buffer = io.BytesIO()
+        joblib.dump(_part(fitted, noise), buffer, compress=3)
+        atomic_write(profile_store(out, noise), buffer.getvalue())
     return fitted
 
 
 def finder_models(data: Path | str | None = None, store: Path | str = STORE,
                   noise: str = "ideal") -> FinderModels:
-    """The stored finder models when they belong to the workbook in use (same file, or the same study
-    sheets), to these library versions and hold profile `noise`; otherwise fitted for it and that profile
-    (cached on disk when a cache is set), with a warning naming the reason."""
+    """The stored finder models of profile `noise` (`profile_store`) when they belong to the workbook in
+    use (same file, or the same study sheets) and to these library versions; otherwise fitted for it and
+    that profile (cached on disk when a cache is set), with a warning naming the reason when a store
+    exists but does not serve."""
     import joblib
 
     path = dataset_path(data)
-    store = Path(store)
-    if store.exists():
-        stored = joblib.load(store)
+    store, part = Path(store), profile_store(store, noise)
+    if part.exists():
+        stored = joblib.load(part)
         same_versions = stored.versions == _versions()
         same_data = stored.data_sha256 == file_sha256(path) or stored.study_sha256 == study_sha256(path)
-        has_profile = noise in stored.profiles
-        if same_versions and same_data and has_profile:
+        if same_versions and same_data and noise in stored.profiles:
             return stored
         why = ("another workbook" if not same_data else f"other library versions ({stored.versions})"
-               if not same_versions else f"profiles {sorted(stored.profiles)} only, not {noise!r}")
-        warnings.warn(f"{store.name} was fitted on {why}; fitting the finder's models for {path.name} "
+               if not same_versions else f"profiles {sorted(stored.profiles)}, not {noise!r}")
+        warnings.warn(f"{part.name} was fitted on {why}; fitting the finder's models for {path.name} "
                       "(minutes; `make finder` stores them)", StaleFinderModels, stacklevel=2)
+    elif store.exists():
+        warnings.warn(f"{store.name} has no models for the {noise!r} profile ({part.name} is missing); "
+                      "fitting them (minutes; `make finder` stores them)", StaleFinderModels, stacklevel=2)
     key = file_sha256(path).encode() + noise.encode()
     return cached("finder_models", key, lambda: fit_finder_models(path, (noise,)))
 
