@@ -62,7 +62,7 @@ def ml_model(frame: pd.DataFrame, features: str = "composite", seed: int = 42,
     fitted on every row of the dataset as measured with profile `noise` (`training_rows`).  Cached on disk
     (`memo`) by the rows, features, seed and profile."""
     rows = np.ascontiguousarray(frame[TARGETS + FEATURE_SETS[features]].to_numpy(float)).tobytes()
-    key = rows + repr((features, seed) if noise == "ideal" else (features, seed, noise)).encode()
+    key = rows + repr((features, seed, noise)).encode()
     return cached("ml_model", key, lambda: BoostedModel(features, seed=seed).fit(training_rows(frame, noise)))
 
 

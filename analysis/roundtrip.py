@@ -37,10 +37,9 @@ def roundtrip_table(rows: pd.DataFrame, predictions: pd.DataFrame, extras: bool 
     return pd.DataFrame(out).set_index("index")
 
 
-# what a row may hold besides the composite observables, by the Observation field it fills (the known
-# values under the column names of `what_to_measure.measured_frame`)
-CONDITIONS = {"cAIBN_time": "cAIBN_time", "branching": "branching", "time": "known_time",
-              "temp": "known_temp"}
+KNOWN_COLUMNS = {"temp": "known_temp", "time": "known_time"}  # a measured row's known values (columns)
+# what a row may hold besides the composite observables, by the Observation field it fills
+CONDITIONS = {"cAIBN_time": "cAIBN_time", "branching": "branching", **KNOWN_COLUMNS}
 
 
 def observation_of(row: pd.Series) -> Observation:

@@ -42,6 +42,7 @@ from .metrics import metrics
 from .mmd import MMD_COLUMNS
 from .new_models import BoostedModel
 from .ode import run_ode
+from .roundtrip import KNOWN_COLUMNS, interval_hits, invert_rows
 from .workers import n_jobs, parallel_map
 
 N = len(MMD_COLUMNS)
@@ -311,9 +312,6 @@ def check_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise:
 
 # --- models trained and tested on measured rows ------------------------------------------------------
 
-KNOWN_COLUMNS = {"temp": "known_temp", "time": "known_time"}
-
-
 def measured_frame(frame: pd.DataFrame, noise: str, observe: str | tuple[str, ...], seed: int = 0
                    ) -> pd.DataFrame:
     """The workbook's rows as the instruments of profile `noise` would report them: measured MMD, Mn and
@@ -478,8 +476,6 @@ def measured_coverage(frame: pd.DataFrame, noise: str = "typical", n_rows: int =
     measured with profile `noise` and observation set `observe` (seed `seed`; the frame needs the
     observables sheet for cAIBN_time and branching) and inverted with what they observe; per row and
     target, whether the truth lies inside (booleans)."""
-    from .roundtrip import interval_hits, invert_rows
-
     extra = parse_observe(observe)
     if "sample2" in extra:
         raise ObservationError("the inversion takes one sample: sample2 has no coverage check")
