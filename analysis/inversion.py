@@ -16,7 +16,11 @@ initiator); around each such point the posterior is Gaussian (Laplace), with the
 design's box in original units.  The posterior is the mixture of these pieces, weighted by
 exp(-chi²/2) x their volume x the prior density.  If even the best point misfits by more than the noise
 (chi² per value above 1), the noise is scaled up by that ratio (Birge ratio) before weighting, so that a
-poor fit gives wide intervals, not false precision.  Reported: the posterior mean and median and a
+poor fit gives wide intervals, not false precision.  With an SEC instrument (`measurement_noise`) the
+calibration's shift of log M is a fifth fitted parameter with its prior, marginalised in the same Laplace
+step; a shift traded against the chains' length can then fit a trace in two ways (more initiator and a
+shorter time, or less and a longer one), so the walk looks for other minima (`other_minima`) and walks a
+branch from each, the posterior mixing all branches.  Reported: the posterior mean and median and a
 central credible interval per target, and the recipe on the valley at the posterior median temperature
 (the other three fitted there), which is the recipe to run: a point of the valley makes the polymer
 again, the mean of a curved valley need not.
@@ -57,6 +61,12 @@ MIN_STEP = 1.0  # °C: the finest refinement (summaries move by < 0.1 °C with a
 XTOL = 1e-5  # optimiser tolerance in unit-box coordinates (1e-5 of each range)
 JAC_STEP = 1e-3  # difference step of the Laplace Jacobian, unit-box coordinates
 HPD_POINTS = 4001  # grid of a marginal for its highest-density interval
+SAME_MINIMUM = 0.01  # unit-box distance under which two fits at one temperature are the same minimum
+# initiator and time (unit box) the search for other minima starts from: more initiator and a shorter time
+# against less and a longer one, their chains' length traded against the calibration's shift
+MODE_STARTS = ((0.15, 0.15), (0.15, 0.85), (0.85, 0.15), (0.85, 0.85))
+MODE_WINDOW = 20.0  # chi² above the branch's best within which another minimum gets a branch of its own
+MAX_BRANCHES = 3
 MAX_EVALUATIONS = 6000  # forward runs of one inversion (about 1000 are usual)
 MAX_SECONDS = 300.0
 
@@ -130,28 +140,59 @@ def measurement_noise(obs: Observation, profile: Profile) -> dict:
     """The noise of an observation measured with `profile`: without an instrument, `NOISE`.  With one, the
     simulated trace is passed through the instrument (broadening, cut-off, renormalisation) and compared
     with the observed one over the points kept, whitened by their covariance: `NOISE`'s per-point noise
-    through the operator, the calibration's shift (rank one) and the detector's correlated noise, all
-    linearised at the observed trace; Mn and Mw, computed from that trace, are not compared again;
-    the other scalars combine the simulator's scatter with the analysis' precision, and known values
-    take the profile's."""
+    through the operator and the detector's correlated noise, linearised at the observed trace.  The
+    calibration's shift is not linearised: it is a nuisance parameter of the fit (`shift_sd`, in decades;
+    the fit's variable is the shift over that sd, with a standard normal prior), marginalised with the
+    others.  Mn and Mw, computed from the trace, are not compared again; the other scalars combine the
+    simulator's scatter with the analysis' precision, and known values take the profile's."""
     if not profile.instrument:
         return NOISE
     op = trace_operator(obs.mmd, profile)
-    cov = ((op.d_trace * NOISE["mmd"] ** 2) @ op.d_trace.T + op.detector
-           + profile.calibration_sd**2 * np.outer(op.d_shift, op.d_shift))
+    cov = (op.d_trace * NOISE["mmd"] ** 2) @ op.d_trace.T + op.detector
     noise = {name: float(np.hypot(SIMULATOR_SCATTER[name], getattr(profile, name))) for name in MEASURED
              if name not in ("Mn", "Mw")}
     observed = obs.mmd[op.kept] / (obs.mmd[op.kept].sum() * DLOGM)
+    shift = {"shift_sd": profile.calibration_sd} if profile.calibration_sd > 0 else {}
     return {**NOISE, **noise, "time": profile.known_time, "temp": profile.known_temp, "profile": profile,
-            "whiten": whitening(cov), "observed_trace": observed}
+            "whiten": whitening(cov), "observed_trace": observed, **shift}
 
 
-def residuals(recipe: dict, obs: Observation, noise: dict = NOISE) -> np.ndarray:
-    """Noise-scaled differences between the simulated and the observed polymer (through the instrument
-    of `measurement_noise` when `noise` has one)."""
-    sim = forward(recipe)
+def nuisances(noise: dict) -> int:
+    """The number of nuisance parameters the fit carries besides the recipe (the calibration's shift)."""
+    return int("shift_sd" in noise)
+
+
+FORWARD_CACHE_SIZE = 32
+_forward_cache: dict[tuple, dict] = {}
+
+
+def _cached_forward(recipe: dict, budget: Budget | None = None) -> dict:
+    """`forward`, remembering the last runs: a step of the calibration's shift alone runs no engine.  The
+    budget counts the engine's runs."""
+    key = tuple(float(recipe[t]) for t in TARGETS)
+    sim = _forward_cache.get(key)
+    if sim is None:
+        if budget is not None:
+            budget.spend()
+        sim = forward(recipe)
+        if len(_forward_cache) >= FORWARD_CACHE_SIZE:
+            _forward_cache.pop(next(iter(_forward_cache)))
+        _forward_cache[key] = sim
+    return sim
+
+
+def residuals(recipe: dict, obs: Observation, noise: dict = NOISE, shift: float = 0.0,
+              sim: dict | None = None) -> np.ndarray:
+    """Noise-scaled differences between the simulated (`sim`, default: run here) and the observed polymer
+    (through the instrument of `measurement_noise` when `noise` has one, its calibration moved by `shift`
+    standard deviations, which then adds its own prior residual)."""
+    sim = forward(recipe) if sim is None else sim
     if "whiten" in noise:
-        r = [noise["whiten"] @ (measured_trace(sim["mmd"], noise["profile"]) - noise["observed_trace"])]
+        moved = shift * noise.get("shift_sd", 0.0)
+        trace = measured_trace(sim["mmd"], noise["profile"], moved)
+        r = [noise["whiten"] @ (trace - noise["observed_trace"])]
+        if nuisances(noise):
+            r.append(np.array([shift]))
     else:
         r = [(sim["mmd"] - obs.mmd) / noise["mmd"]]
     for name in obs.extras:
@@ -181,9 +222,28 @@ def disagreements(recipe: dict, obs: Observation, noise: dict = NOISE, limit: fl
 
 
 def _unit_residuals(u: np.ndarray, obs: Observation, noise: dict, budget: Budget | None = None) -> np.ndarray:
-    if budget is not None:
-        budget.spend()
-    return residuals(as_dict(from_unit(u)), obs, noise)
+    """Residuals at unit-box coordinates u (TARGETS order), followed by the nuisances' values if any."""
+    recipe = as_dict(from_unit(u[: len(TARGETS)]))
+    shift = float(u[len(TARGETS)]) if nuisances(noise) else 0.0
+    return residuals(recipe, obs, noise, shift, _cached_forward(recipe, budget))
+
+
+SHIFT_BOUND = 6.0  # the calibration's shift is searched within this many standard deviations
+SHIFT_SCAN = np.linspace(-4.0, 4.0, 17)  # shifts tried at a fit's start recipe (no engine run)
+SHIFT_RESTART = 1.0  # a scanned shift this far from the start's (in sd) gets a fit of its own
+
+
+def _shift_starts(u: np.ndarray, obs: Observation, noise: dict, budget: Budget | None = None) -> list:
+    """The nuisances' starting values for a fit from unit coordinates u (recipe, then nuisances): the
+    start's own, and, if it differs from it by more than SHIFT_RESTART, the calibration shift of
+    `SHIFT_SCAN` that fits best at the start recipe.  A shift trades against the monomer and the time, so
+    a fit from one start can stop in the wrong minimum; the better of the two fits is kept."""
+    own = u[len(TARGETS):]
+    if not nuisances(noise):
+        return [own]
+    chi2 = [np.sum(_unit_residuals(np.r_[u[: len(TARGETS)], z], obs, noise, budget) ** 2) for z in SHIFT_SCAN]
+    best = SHIFT_SCAN[[int(np.argmin(chi2))]]
+    return [own, best] if abs(best[0] - own[0]) > SHIFT_RESTART else [own]
 
 
 @dataclass
@@ -192,40 +252,54 @@ class ProfilePoint:
 
     u: np.ndarray  # unit-box coordinates of the recipe (TARGETS order)
     chi2: float
-    jac: np.ndarray  # d residuals / d free unit coordinates (observables x 3)
+    jac: np.ndarray  # d residuals / d free unit coordinates, then the nuisances (observables x (3 + n))
     evaluations: int
+    nuisance: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the fitted nuisances (shift / sd)
 
     @property
     def recipe(self) -> dict:
         return as_dict(from_unit(self.u))
 
 
+def _bounds(n_free: int, noise: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the fit's variables: the unit box, then the nuisances' range."""
+    n = nuisances(noise)
+    return np.r_[np.zeros(n_free), np.full(n, -SHIFT_BOUND)], np.r_[np.ones(n_free), np.full(n, SHIFT_BOUND)]
+
+
 def conditional_fit(obs: Observation, value: float, start: dict | np.ndarray, noise: dict = NOISE,
-                    target: str = PROFILE_TARGET, budget: Budget | None = None) -> ProfilePoint:
-    """Best recipe with `target` fixed at `value` (the other three free inside the box), from `start`
-    (a recipe, or unit-box coordinates)."""
+                    target: str = PROFILE_TARGET, budget: Budget | None = None,
+                    nuisance: np.ndarray | None = None) -> ProfilePoint:
+    """Best recipe with `target` fixed at `value` (the other three free inside the box) and the nuisances
+    of `noise` (if any), from `start` (a recipe, or unit-box coordinates) and `nuisance` (default 0)."""
     j = TARGETS.index(target)
     free = [k for k in range(len(TARGETS)) if k != j]
     u = to_unit(start) if isinstance(start, dict) else np.array(start, float)
     u[j] = to_unit({**as_dict(from_unit(u)), target: value})[j]
+    u[free] = np.clip(u[free], 0.0, 1.0)  # a start extrapolated along the valley may leave the box
+    n = nuisances(noise)
+    extra = np.zeros(n) if nuisance is None or len(nuisance) != n else np.asarray(nuisance, float)
 
     def res(v: np.ndarray) -> np.ndarray:
         full = u.copy()
-        full[free] = v
-        return _unit_residuals(full, obs, noise, budget)
+        full[free] = v[: len(free)]
+        return _unit_residuals(np.r_[full, v[len(free):]], obs, noise, budget)
 
-    fit = least_squares(res, np.clip(u[free], 0.0, 1.0), bounds=(0.0, 1.0), diff_step=1e-3, max_nfev=60,
-                        xtol=XTOL, ftol=XTOL)
-    u[free] = fit.x
+    lower, upper = _bounds(len(free), noise)
+    fit = min((least_squares(res, np.clip(np.r_[u[free], z], lower, upper), bounds=(lower, upper),
+                             diff_step=1e-3, max_nfev=60, xtol=XTOL, ftol=XTOL)
+               for z in _shift_starts(np.r_[u, extra], obs, noise, budget)), key=lambda f: f.cost)
+    u[free] = fit.x[: len(free)]
     # the local shape for the Laplace approximation: least_squares zeroes the columns of variables held
     # at a bound, so the Jacobian is differenced here, one-sided towards the inside of the box
-    jac = np.empty((len(fit.fun), len(free)))
-    for c in range(len(free)):
-        h = JAC_STEP if fit.x[c] + JAC_STEP <= 1.0 else -JAC_STEP
+    jac = np.empty((len(fit.fun), len(fit.x)))
+    for c in range(len(fit.x)):
+        h = JAC_STEP if fit.x[c] + JAC_STEP <= upper[c] else -JAC_STEP
         v = fit.x.copy()
         v[c] += h
         jac[:, c] = (res(v) - fit.fun) / h
-    return ProfilePoint(u, float(2.0 * fit.cost), jac, int(fit.nfev * (1 + len(free)) + len(free)))
+    return ProfilePoint(u, float(2.0 * fit.cost), jac, int(fit.nfev * (1 + len(free)) + len(free)),
+                        fit.x[len(free):].copy())
 
 
 def profile(obs: Observation, values: np.ndarray, start: dict | ProfilePoint, noise: dict = NOISE,
@@ -238,7 +312,7 @@ def profile(obs: Observation, values: np.ndarray, start: dict | ProfilePoint, no
     if isinstance(start, ProfilePoint):
         first = int(np.argmin(np.abs(values - start.recipe[target])))
         points = {first: start if np.isclose(start.recipe[target], values[first])
-                  else conditional_fit(obs, values[first], start.u, noise, target, budget)}
+                  else conditional_fit(obs, values[first], start.u, noise, target, budget, start.nuisance)}
     else:
         first = int(np.argmin(np.abs(values - start[target])))
         points = {first: conditional_fit(obs, values[first], start, noise, target, budget)}
@@ -250,7 +324,7 @@ def profile(obs: Observation, values: np.ndarray, start: dict | ProfilePoint, no
                 a, b = path[-2].u, path[-1].u
                 step = to_unit({**path[-1].recipe, target: values[k]})[j] - b[j]
                 guess = b + (b - a) * step / (b[j] - a[j])
-            points[k] = conditional_fit(obs, values[k], guess, noise, target, budget)
+            points[k] = conditional_fit(obs, values[k], guess, noise, target, budget, path[-1].nuisance)
             path.append(points[k])
     return [points[k] for k in range(len(values))]
 
@@ -265,7 +339,7 @@ def profile_table(points: list[ProfilePoint]) -> pd.DataFrame:
 class Posterior:
     """The posterior over the recipe along the valley, and its summaries (original units)."""
 
-    temps: np.ndarray  # profile grid (°C)
+    temps: np.ndarray  # the temperature of each profile point (°C; the grid, once per branch)
     weights: np.ndarray  # posterior mass of each profile point (sums to 1)
     centres: np.ndarray  # (points, 4) the profile recipes
     sds: np.ndarray  # (points, 4) conditional standard deviations (temp: half the cell, uniform)
@@ -275,6 +349,7 @@ class Posterior:
     chi2_min: float
     mean: dict = field(default_factory=dict)
     median: dict = field(default_factory=dict)
+    branch: np.ndarray | None = None  # the branch (minimum of the misfit) each point belongs to
 
     def cdf(self, target: str, x: np.ndarray) -> np.ndarray:
         """Marginal posterior CDF of one target at the values x."""
@@ -345,44 +420,81 @@ class Posterior:
 
 def _log_weights(points: list[ProfilePoint], inflation: float) -> tuple[np.ndarray, np.ndarray]:
     """Log posterior mass of each profile point per unit temperature, and its conditional covariance
-    (3 x 3, unit coordinates).  Laplace: exp(-chi²/2) x sqrt(det C) x prior density; the prior is
-    uniform in original units, i.e. a density prod(unit_span) in unit coordinates, and contributes a
-    precision of 12 per unit coordinate (the variance of a uniform box) so that flat directions stay
-    bounded."""
+    (3 x 3, unit coordinates, the nuisances marginalised).  Laplace: exp(-chi²/2) x sqrt(det C) x prior
+    density; the prior is uniform in original units, i.e. a density prod(unit_span) in unit coordinates,
+    and contributes a precision of 12 per unit coordinate (the variance of a uniform box) so that flat
+    directions stay bounded; a nuisance's standard normal prior is already a residual of chi²."""
     logw, covs = [], []
     for p in points:
-        precision = p.jac.T @ p.jac / inflation + 12.0 * np.eye(len(FREE))
+        n = p.jac.shape[1] - len(FREE)
+        precision = p.jac.T @ p.jac / inflation + np.diag(np.r_[np.full(len(FREE), 12.0), np.zeros(n)])
         cov = np.linalg.inv(precision)
         _, logdet = np.linalg.slogdet(cov)
         prior = np.log(unit_span(from_unit(p.u))[FREE]).sum()
         logw.append(-0.5 * p.chi2 / inflation + 0.5 * logdet + prior)
-        covs.append(cov)
+        covs.append(cov[: len(FREE), : len(FREE)])
     return np.array(logw), np.array(covs)
 
 
-def posterior_from_profile(temps: np.ndarray, points: list[ProfilePoint],
+def _same_minimum(a: ProfilePoint, b: ProfilePoint) -> bool:
+    """Whether two fits at one temperature found the same minimum (within 1 % of each range)."""
+    return bool(np.abs(a.u - b.u).max() < SAME_MINIMUM)
+
+
+def posterior_from_profile(temps: np.ndarray, points: list[ProfilePoint] | list[list[ProfilePoint]],
                            bounds: tuple[float, float] | None = None) -> Posterior:
     """The mixture posterior of a profile over the temperature grid `temps` (sorted), whose cells span
-    `bounds` (default: the design's box)."""
-    n_obs = points[0].jac.shape[0]
-    chi2 = np.array([p.chi2 for p in points])
-    inflation = max(1.0, float(chi2.min()) / n_obs)
-    logw, covs = _log_weights(points, inflation)
+    `bounds` (default: the design's box).  `points` is one branch (a fit per temperature) or several
+    (one per minimum of the misfit); where a branch's fit is the same minimum as an earlier branch's, it
+    is counted once."""
+    branches = points if isinstance(points[0], list) else [points]
     lo_box, hi_box = BOX[PROFILE_TARGET] if bounds is None else bounds
     edges = np.concatenate([[lo_box], 0.5 * (temps[1:] + temps[:-1]), [hi_box]])
-    cells = np.column_stack([edges[:-1], edges[1:]])
+    grid_cells = np.column_stack([edges[:-1], edges[1:]])
+    kept, at, branch = [], [], []
+    for b, line in enumerate(branches):
+        for k, p in enumerate(line):
+            if not any(_same_minimum(p, other[k]) for other in branches[:b]):
+                kept.append(p), at.append(k), branch.append(b)
+    cells = grid_cells[at]
+    n_obs = kept[0].jac.shape[0]
+    chi2 = np.array([p.chi2 for p in kept])
+    inflation = max(1.0, float(chi2.min()) / n_obs)
+    logw, covs = _log_weights(kept, inflation)
     mass = np.exp(logw - logw.max()) * (cells[:, 1] - cells[:, 0])  # density x cell width
     weights = mass / mass.sum()
-    centres = np.array([from_unit(p.u) for p in points])
+    centres = np.array([from_unit(p.u) for p in kept])
     span = unit_span(centres)
     sds = np.zeros_like(centres)
     sds[:, FREE] = np.sqrt(np.einsum("kii->ki", covs)) * span[:, FREE]
     sds[:, J_PROFILE] = (cells[:, 1] - cells[:, 0]) / np.sqrt(12.0)
-    post = Posterior(temps, weights, centres, sds, cells, inflation, n_obs, float(chi2.min()))
+    post = Posterior(temps[at], weights, centres, sds, cells, inflation, n_obs, float(chi2.min()),
+                     branch=np.array(branch))
     post.mean = {t: float(weights @ centres[:, j]) for j, t in enumerate(TARGETS)}
     post.mean[PROFILE_TARGET] = float(weights @ cells.mean(axis=1))
     post.median = {t: post.quantile(t, 0.5) for t in TARGETS}
     return post
+
+
+def other_minima(obs: Observation, line: list[ProfilePoint], noise: dict,
+                 budget: Budget | None = None) -> list[ProfilePoint]:
+    """Other minima of the misfit at the temperature where the branch `line` fits best, from starts at
+    other initiator concentrations and times (`MODE_STARTS`; the monomer where the branch has it): those
+    within MODE_WINDOW of the branch's chi² there and not the branch's own minimum, at most
+    MAX_BRANCHES - 1.  Only with an instrument: a calibration shift traded against the chains' length
+    can then fit a trace in two ways, and a walk along one of them would never see the other."""
+    if not nuisances(noise):
+        return []
+    home = min(line, key=lambda p: p.chi2)
+    temp = home.recipe[PROFILE_TARGET]
+    found: list[ProfilePoint] = []
+    for initiator, duration in MODE_STARTS:
+        u = home.u.copy()
+        u[TARGETS.index("cAIBN_0")], u[TARGETS.index("time")] = initiator, duration
+        fit = conditional_fit(obs, temp, u, noise, budget=budget)
+        if fit.chi2 < home.chi2 + MODE_WINDOW and not any(_same_minimum(fit, p) for p in [home] + found):
+            found.append(fit)
+    return sorted(found, key=lambda p: p.chi2)[: MAX_BRANCHES - 1]
 
 
 def _refine(temps: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -418,9 +530,12 @@ def free_fit(obs: Observation, start: dict, noise: dict = NOISE,
     """The best-fit recipe of all four targets from one start, and its chi².  On the valley this point
     is arbitrary within the noise (it depends on the start and on the arithmetic's last digits): the
     inversion uses it only to find the valley."""
-    fit = least_squares(_unit_residuals, to_unit(start), bounds=(0.0, 1.0), diff_step=1e-3, max_nfev=60,
-                        xtol=XTOL, ftol=XTOL, args=(obs, noise, budget))
-    return as_dict(from_unit(fit.x)), float(2.0 * fit.cost)
+    lower, upper = _bounds(len(TARGETS), noise)
+    u = np.r_[to_unit(start), np.zeros(nuisances(noise))]
+    fit = min((least_squares(_unit_residuals, np.r_[u[: len(TARGETS)], z], bounds=(lower, upper),
+                             diff_step=1e-3, max_nfev=60, xtol=XTOL, ftol=XTOL, args=(obs, noise, budget))
+               for z in _shift_starts(u, obs, noise, budget)), key=lambda f: f.cost)
+    return as_dict(from_unit(fit.x[: len(TARGETS)])), float(2.0 * fit.cost)
 
 
 def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOISE,
@@ -429,7 +544,8 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
 
     `starts` are first guesses (e.g. a model's prediction); the profile starts at the guess whose
     conditional fit is best, and walks over a 2 °C grid spanning the box, refined to MIN_STEP where the
-    posterior changes fast.  Past its budget of forward runs or time it stops with InversionBudgetError."""
+    posterior changes fast; with an instrument, other minima of the misfit get branches of their own
+    (`other_minima`).  Past its budget of forward runs or time it stops with InversionBudgetError."""
     budget = Budget() if budget is None else budget
     starts = [CENTRE] if not starts else starts
     lo, hi = BOX[PROFILE_TARGET]
@@ -441,19 +557,28 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
         bounds = (max(lo, obs.temp - 3.25 * noise["temp"]), min(hi, obs.temp + 3.25 * noise["temp"]))
     # find the valley first: a free fit of all four targets from each start; the best one lies on it
     best = min((free_fit(obs, s, noise, budget) for s in starts), key=lambda fit: fit[1])
-    points = profile(obs, temps, best[0], noise, budget=budget)
+    branches = [profile(obs, temps, best[0], noise, budget=budget)]
+    branches += [profile(obs, temps, p, noise, budget=budget)
+                 for p in other_minima(obs, branches[0], noise, budget)]
     while True:
-        post = posterior_from_profile(temps, points, bounds)
-        new = _refine(temps, post.weights)
+        post = posterior_from_profile(temps, branches, bounds)
+        new = _refine(temps, np.bincount(np.searchsorted(temps, post.temps), post.weights, len(temps)))
         if not len(new):
             break
         for t in new:
             k = int(np.searchsorted(temps, t))
-            neighbour = points[k - 1] if points[k - 1].chi2 <= points[k].chi2 else points[k]
-            points.insert(k, conditional_fit(obs, float(t), neighbour.u, noise, budget=budget))
+            for line in branches:
+                neighbour = line[k - 1] if line[k - 1].chi2 <= line[k].chi2 else line[k]
+                line.insert(k, conditional_fit(obs, float(t), neighbour.u, noise, budget=budget,
+                                               nuisance=neighbour.nuisance))
             temps = np.insert(temps, k, t)
-    near = int(np.argmin(np.abs(temps - post.median[PROFILE_TARGET])))
-    chosen = conditional_fit(obs, post.median[PROFILE_TARGET], points[near].u, noise, budget=budget)
+    closest = post.temps[np.argmin(np.abs(post.temps - post.median[PROFILE_TARGET]))]
+    nearest = np.flatnonzero(post.temps == closest)
+    near = int(nearest[np.argmax(post.weights[nearest])])  # the nearest temperature's heaviest branch
+    line = branches[int(post.branch[near])]
+    k = int(np.searchsorted(temps, post.temps[near]))
+    chosen = conditional_fit(obs, post.median[PROFILE_TARGET], line[k].u, noise, budget=budget,
+                             nuisance=line[k].nuisance)
     recipe = chosen.recipe
     sim = forward(recipe)
     return Inversion(recipe=recipe, mean=post.mean, median=post.median, interval=post.interval(level),

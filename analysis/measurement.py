@@ -168,9 +168,17 @@ def whitening(cov: np.ndarray) -> np.ndarray:
     return (vecs[:, good] / np.sqrt(vals[good])).T
 
 
-def measured_trace(w: np.ndarray, p: Profile) -> np.ndarray:
-    """The noise-free measured trace at the points above the cut-off (the operator's deterministic part)."""
-    kept, spread, _, _ = _operators(p)
+@lru_cache(maxsize=64)
+def _shifted_spread(p: Profile, shift: float) -> np.ndarray:
+    """The profile's spreading (kept x 100) with its calibration moved by `shift` decades."""
+    kept = _operators(p)[0]
+    return spreading_matrix(p.calibration_bias + shift, p.broadening)[kept]
+
+
+def measured_trace(w: np.ndarray, p: Profile, shift: float = 0.0) -> np.ndarray:
+    """The noise-free measured trace at the points above the cut-off (the operator's deterministic part),
+    with the calibration moved by `shift` decades from the profile's bias."""
+    spread = _operators(p)[1] if shift == 0.0 else _shifted_spread(p, float(shift))
     u = spread @ w
     return u / (u.sum() * DLOGM)
 

@@ -193,11 +193,15 @@ def valley_posterior(post, truth: dict | None = None):
     """The inversion's posterior along the valley: the mass per degree of each profile temperature, and
     the initiator and time of the recipes along it (truth marked if known)."""
     fig, axes = plt.subplots(1, 3, figsize=WIDE)
-    width = post.cells[:, 1] - post.cells[:, 0]
-    axes[0].bar(post.cells[:, 0], post.weights / width, width=width, align="edge", alpha=0.6)
+    cells, at = np.unique(post.cells, axis=0, return_inverse=True)  # the branches' mass per cell, summed
+    width = cells[:, 1] - cells[:, 0]
+    density = np.bincount(at.ravel(), post.weights) / width
+    axes[0].bar(cells[:, 0], density, width=width, align="edge", alpha=0.6)
     axes[0].set(xlabel="temp (°C)", ylabel="posterior density (1/°C)")
+    branch = np.zeros(len(post.temps), int) if post.branch is None else post.branch
     for ax, j, name in ((axes[1], 1, "cAIBN_0"), (axes[2], 3, "time")):
-        ax.plot(post.temps, post.centres[:, j], "o-", ms=3)
+        for b in np.unique(branch):  # one line per minimum of the misfit the walk followed
+            ax.plot(post.temps[branch == b], post.centres[branch == b, j], "o-", ms=3)
         ax.set(xlabel="temp (°C)", ylabel=f"{name} ({UNITS[name]}) on the valley")
     for ax, name in zip(axes, ("temp", "cAIBN_0", "time")):
         if truth is not None:

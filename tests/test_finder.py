@@ -327,3 +327,45 @@ def test_a_measured_trace_is_inverted_through_its_instrument():
     assert all(w["t"] > 1.5 * w["i"] for w in width.values()), width
     with pytest.raises(InputError, match="unknown noise profile"):
         find_recipe(w, truth["cBA_time"], truth["Mn"], truth["Mw"], noise="loud")
+
+
+def test_the_calibration_shift_is_fitted_with_its_prior():
+    # a deterministic polymer seen through the `typical` SEC with its calibration off by 2 sd and no
+    # other error: the misfit of the truth is the shift's prior alone (2² = 4); at the true temperature
+    # the fit does at least as well, with the shift and the recipe within their posterior sd of the truth
+    # (the prior pulls the shift towards zero, the chains' length making up the rest)
+    from analysis.inversion import measurement_noise
+    from analysis.measurement import PROFILES, measured_trace, trace_operator
+
+    typical = PROFILES["typical"]
+    sim = forward(OFF_GRID)
+    kept = trace_operator(sim["mmd"], typical).kept
+    w = np.zeros(100)
+    w[kept] = measured_trace(sim["mmd"], typical, 2.0 * typical.calibration_sd)
+    obs = Observation(w, sim["cBA_time"], sim["Mn"], sim["Mw"])
+    noise = measurement_noise(obs, typical)
+    assert float(np.sum(residuals(OFF_GRID, obs, noise, 2.0) ** 2)) == pytest.approx(4.0, abs=0.01)
+    fit = conditional_fit(obs, OFF_GRID["temp"], CENTRE, noise)
+    sd = np.sqrt(np.diag(np.linalg.inv(fit.jac.T @ fit.jac)))
+    assert fit.chi2 <= 4.0 + 1e-6
+    assert abs(fit.nuisance[0] - 2.0) < sd[3] and 0.05 < sd[3] < 1.0
+    free = [j for j, t in enumerate(TARGETS) if t != "temp"]
+    np.testing.assert_array_less(np.abs(fit.u[free] - to_unit(OFF_GRID)[free]), sd[:3])
+
+
+def test_two_branches_mix_and_a_shared_minimum_counts_once():
+    # branch 2 has its own minimum at 70 and 80 °C (another initiator level) and shares branch 1's at
+    # 60 °C: the mixture has five points, the shared one once, and each weight is its own Laplace mass
+    jac = np.eye(103, 3) * 50.0
+    grid = np.array([60.0, 70.0, 80.0])
+    first = [ProfilePoint(to_unit({"cBA_0": 1.0, "cAIBN_0": 0.005, "temp": t, "time": 1200.0}), 100.0, jac, 0)
+             for t in grid]
+    second = [first[0]] + [ProfilePoint(to_unit({"cBA_0": 1.0, "cAIBN_0": 0.015, "temp": t, "time": 600.0}),
+                                        102.0, jac, 0) for t in grid[1:]]
+    post = posterior_from_profile(grid, [first, second])
+    np.testing.assert_array_equal(post.branch, [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(post.temps, [60.0, 70.0, 80.0, 70.0, 80.0])
+    alone = posterior_from_profile(grid, first)
+    # same cells, same curvature: the ratio of two points' mass is their prior density x exp(-chi²/2)
+    assert post.weights[3] / post.weights[1] == pytest.approx(0.015 / 0.005 * np.exp(-1.0), rel=1e-9)
+    assert post.weights[0] / post.weights[1] == pytest.approx(alone.weights[0] / alone.weights[1], rel=1e-9)
