@@ -99,7 +99,7 @@ def recipe_jacobians(recipe: tuple[float, float, float], rtol: float = JACOBIAN_
                 jac[k, :, j] = (_observables_(plus, kk) - _observables_(minus, kk)) / (2 * h)
                 if stopped[k]:
                     grad[k, j] = (plus.t_stop - minus.t_stop) / (2 * h)
-    rates = base.info["rates"]
+    rates = base.info["rates"][:, :COMPOSITE]
     jac[:, : rates.shape[1], 3] = np.where(stopped[:, None], 0.0, rates)  # exact; the stop has no time
     if extended:  # the two extra observables' time derivatives: samples moved by +-h
         h = step * np.diff(BOX["time"])[0]

@@ -59,6 +59,7 @@ PROFILE_TARGET = "temp"  # the valley's main axis (chapter 8)
 GRID_STEP = 2.0  # °C between the first profile points; refined where the posterior changes fast
 MIN_STEP = 1.0  # °C: the finest refinement (summaries move by < 0.1 °C with a finer one)
 XTOL = 1e-5  # optimiser tolerance in unit-box coordinates (1e-5 of each range)
+VALLEY_TOL = 1e-3  # the free fit's: it only has to reach the valley, where the conditional fits polish
 JAC_STEP = 1e-3  # difference step of the Laplace Jacobian, unit-box coordinates
 HPD_POINTS = 4001  # grid of a marginal for its highest-density interval
 SAME_MINIMUM = 0.01  # unit-box distance under which two fits at one temperature are the same minimum
@@ -127,13 +128,25 @@ class Observation:
 
 def forward(recipe: dict) -> dict:
     """Deterministic engine at the recipe's time (or at its 90 % stop): mmd, cBA_time, Mn, Mw, cAIBN_time,
-    branching, the sample's time and temperature."""
+    branching, the sample's time and temperature, and their exact time derivatives there ("rates": d mmd
+    / dt, d ln / dt of the scalars; zero once the run has stopped)."""
     run = run_ode(Recipe(recipe["cBA_0"], recipe["cAIBN_0"], recipe["temp"]),
-                  sample_times=np.array([recipe["time"]]))
+                  sample_times=np.array([recipe["time"]]), with_rates=True)
+    rates = np.zeros(N_POINTS + len(MEASURED)) if run.stopped else run.info["rates"][-1]
     return {"mmd": run.mmd[-1], "cBA_time": float(run.cBA[-1]), "Mn": float(run.Mn[-1]),
             "Mw": float(run.Mw[-1]), "cAIBN_time": float(run.cAIBN[-1]),
             "branching": float(run.branching[-1]),
-            "time": float(run.time[-1]), "temp": float(recipe["temp"]), "stopped": run.stopped}
+            "time": float(run.time[-1]), "temp": float(recipe["temp"]), "stopped": run.stopped,
+            "rates": {"mmd": rates[:N_POINTS], **dict(zip(MEASURED, rates[N_POINTS:])),
+                      "time": 0.0 if run.stopped else 1.0}}
+
+
+def later(sim: dict, dt: float) -> dict:
+    """The forward model's outputs `dt` seconds after `sim`'s sample, to first order in dt from its exact
+    rates (a Jacobian's time column without another run)."""
+    r = sim["rates"]
+    return {**sim, "mmd": sim["mmd"] + dt * r["mmd"], "time": sim["time"] + dt * r["time"],
+            **{name: sim[name] * np.exp(dt * r[name]) for name in MEASURED}}
 
 
 def measurement_noise(obs: Observation, profile: Profile) -> dict:
@@ -221,11 +234,49 @@ def disagreements(recipe: dict, obs: Observation, noise: dict = NOISE, limit: fl
     return out
 
 
-def _unit_residuals(u: np.ndarray, obs: Observation, noise: dict, budget: Budget | None = None) -> np.ndarray:
-    """Residuals at unit-box coordinates u (TARGETS order), followed by the nuisances' values if any."""
+def _unit_residuals(u: np.ndarray, obs: Observation, noise: dict, budget: Budget | None = None,
+                    dt: float = 0.0) -> np.ndarray:
+    """Residuals at unit-box coordinates u (TARGETS order), followed by the nuisances' values if any;
+    with `dt`, of the sample that much later (`later`: no other run)."""
     recipe = as_dict(from_unit(u[: len(TARGETS)]))
     shift = float(u[len(TARGETS)]) if nuisances(noise) else 0.0
-    return residuals(recipe, obs, noise, shift, _cached_forward(recipe, budget))
+    sim = _cached_forward(recipe, budget)
+    return residuals(recipe, obs, noise, shift, later(sim, dt) if dt else sim)
+
+
+TIME = TARGETS.index("time")
+TIME_SPAN = BOX["time"][1] - BOX["time"][0]  # s per unit coordinate (the time is on a linear scale)
+
+
+def _fit_problem(obs: Observation, noise: dict, u: np.ndarray, free: list[int], upper: np.ndarray,
+                 budget: Budget | None = None):
+    """The residuals and their Jacobian as functions of a fit's variables v (the unit coordinates `free`
+    of u, the others held, then the nuisances).  The Jacobian is differenced one-sided towards the inside
+    of the box (least_squares' own would zero the columns of variables held at a bound, which the
+    Laplace step needs); its time column comes from the run's exact rates, and a nuisance's column from
+    the same run, so a Jacobian costs one run per other free target."""
+    def full(v: np.ndarray) -> np.ndarray:
+        w = u.copy()
+        w[free] = v[: len(free)]
+        return np.r_[w, v[len(free):]]
+
+    def res(v: np.ndarray) -> np.ndarray:
+        return _unit_residuals(full(v), obs, noise, budget)
+
+    def jac(v: np.ndarray) -> np.ndarray:
+        f0 = res(v)
+        out = np.empty((len(f0), len(v)))
+        for c in range(len(v)):
+            h = JAC_STEP if v[c] + JAC_STEP <= upper[c] else -JAC_STEP
+            if c < len(free) and free[c] == TIME:
+                out[:, c] = (_unit_residuals(full(v), obs, noise, budget, dt=h * TIME_SPAN) - f0) / h
+            else:
+                w = v.copy()
+                w[c] += h
+                out[:, c] = (res(w) - f0) / h
+        return out
+
+    return res, jac
 
 
 SHIFT_BOUND = 6.0  # the calibration's shift is searched within this many standard deviations
@@ -246,6 +297,14 @@ def _shift_starts(u: np.ndarray, obs: Observation, noise: dict, budget: Budget |
     return [own, best] if abs(best[0] - own[0]) > SHIFT_RESTART else [own]
 
 
+def _best_fit(res, jac, u: np.ndarray, lower: np.ndarray, upper: np.ndarray, shifts: list,
+              tol: float = XTOL):
+    """SciPy's bounded least squares of `res` (Jacobian `jac`) from the recipe's coordinates u with each
+    of the nuisances' starting values in `shifts`: the fit of lowest cost."""
+    return min((least_squares(res, np.clip(np.r_[u, z], lower, upper), jac=jac, bounds=(lower, upper),
+                              max_nfev=60, xtol=tol, ftol=tol) for z in shifts), key=lambda f: f.cost)
+
+
 @dataclass
 class ProfilePoint:
     """The best recipe at one fixed temperature, and the local shape of the misfit around it."""
@@ -253,7 +312,6 @@ class ProfilePoint:
     u: np.ndarray  # unit-box coordinates of the recipe (TARGETS order)
     chi2: float
     jac: np.ndarray  # d residuals / d free unit coordinates, then the nuisances (observables x (3 + n))
-    evaluations: int
     nuisance: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the fitted nuisances (shift / sd)
 
     @property
@@ -269,9 +327,10 @@ def _bounds(n_free: int, noise: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def conditional_fit(obs: Observation, value: float, start: dict | np.ndarray, noise: dict = NOISE,
                     target: str = PROFILE_TARGET, budget: Budget | None = None,
-                    nuisance: np.ndarray | None = None) -> ProfilePoint:
+                    nuisance: np.ndarray | None = None, scan: bool = True) -> ProfilePoint:
     """Best recipe with `target` fixed at `value` (the other three free inside the box) and the nuisances
-    of `noise` (if any), from `start` (a recipe, or unit-box coordinates) and `nuisance` (default 0)."""
+    of `noise` (if any), from `start` (a recipe, or unit-box coordinates) and `nuisance` (default 0); with
+    `scan`, also from the calibration shift that fits best at the start (`_shift_starts`)."""
     j = TARGETS.index(target)
     free = [k for k in range(len(TARGETS)) if k != j]
     u = to_unit(start) if isinstance(start, dict) else np.array(start, float)
@@ -279,27 +338,13 @@ def conditional_fit(obs: Observation, value: float, start: dict | np.ndarray, no
     u[free] = np.clip(u[free], 0.0, 1.0)  # a start extrapolated along the valley may leave the box
     n = nuisances(noise)
     extra = np.zeros(n) if nuisance is None or len(nuisance) != n else np.asarray(nuisance, float)
-
-    def res(v: np.ndarray) -> np.ndarray:
-        full = u.copy()
-        full[free] = v[: len(free)]
-        return _unit_residuals(np.r_[full, v[len(free):]], obs, noise, budget)
-
     lower, upper = _bounds(len(free), noise)
-    fit = min((least_squares(res, np.clip(np.r_[u[free], z], lower, upper), bounds=(lower, upper),
-                             diff_step=1e-3, max_nfev=60, xtol=XTOL, ftol=XTOL)
-               for z in _shift_starts(np.r_[u, extra], obs, noise, budget)), key=lambda f: f.cost)
+    res, jac = _fit_problem(obs, noise, u, free, upper, budget)
+    shifts = _shift_starts(np.r_[u, extra], obs, noise, budget) if scan else [extra]
+    fit = _best_fit(res, jac, u[free], lower, upper, shifts)
+    shape = jac(fit.x)  # the local shape for the Laplace approximation
     u[free] = fit.x[: len(free)]
-    # the local shape for the Laplace approximation: least_squares zeroes the columns of variables held
-    # at a bound, so the Jacobian is differenced here, one-sided towards the inside of the box
-    jac = np.empty((len(fit.fun), len(fit.x)))
-    for c in range(len(fit.x)):
-        h = JAC_STEP if fit.x[c] + JAC_STEP <= upper[c] else -JAC_STEP
-        v = fit.x.copy()
-        v[c] += h
-        jac[:, c] = (res(v) - fit.fun) / h
-    return ProfilePoint(u, float(2.0 * fit.cost), jac, int(fit.nfev * (1 + len(free)) + len(free)),
-                        fit.x[len(free):].copy())
+    return ProfilePoint(u, float(2.0 * fit.cost), shape, fit.x[len(free):].copy())
 
 
 def profile(obs: Observation, values: np.ndarray, start: dict | ProfilePoint, noise: dict = NOISE,
@@ -482,7 +527,10 @@ def other_minima(obs: Observation, line: list[ProfilePoint], noise: dict,
     other initiator concentrations and times (`MODE_STARTS`; the monomer where the branch has it): those
     within MODE_WINDOW of the branch's chi² there and not the branch's own minimum, at most
     MAX_BRANCHES - 1.  Only with an instrument: a calibration shift traded against the chains' length
-    can then fit a trace in two ways, and a walk along one of them would never see the other."""
+    can then fit a trace in two ways, and a walk along one of them would never see the other.  These
+    fits start the shift at its prior's mode (0), without the scan of `_shift_starts`: at a start this
+    far from the data the best shift makes up for the wrong recipe (on 24 measured rows, a start from
+    the scan fitted better in 5 of 96 corner fits, from 0 in 30, and cost as many runs again)."""
     if not nuisances(noise):
         return []
     home = min(line, key=lambda p: p.chi2)
@@ -491,7 +539,7 @@ def other_minima(obs: Observation, line: list[ProfilePoint], noise: dict,
     for initiator, duration in MODE_STARTS:
         u = home.u.copy()
         u[TARGETS.index("cAIBN_0")], u[TARGETS.index("time")] = initiator, duration
-        fit = conditional_fit(obs, temp, u, noise, budget=budget)
+        fit = conditional_fit(obs, temp, u, noise, budget=budget, scan=False)
         if fit.chi2 < home.chi2 + MODE_WINDOW and not any(_same_minimum(fit, p) for p in [home] + found):
             found.append(fit)
     return sorted(found, key=lambda p: p.chi2)[: MAX_BRANCHES - 1]
@@ -532,9 +580,9 @@ def free_fit(obs: Observation, start: dict, noise: dict = NOISE,
     inversion uses it only to find the valley."""
     lower, upper = _bounds(len(TARGETS), noise)
     u = np.r_[to_unit(start), np.zeros(nuisances(noise))]
-    fit = min((least_squares(_unit_residuals, np.r_[u[: len(TARGETS)], z], bounds=(lower, upper),
-                             diff_step=1e-3, max_nfev=60, xtol=XTOL, ftol=XTOL, args=(obs, noise, budget))
-               for z in _shift_starts(u, obs, noise, budget)), key=lambda f: f.cost)
+    res, jac = _fit_problem(obs, noise, u[: len(TARGETS)], list(range(len(TARGETS))), upper, budget)
+    fit = _best_fit(res, jac, u[: len(TARGETS)], lower, upper, _shift_starts(u, obs, noise, budget),
+                    VALLEY_TOL)
     return as_dict(from_unit(fit.x[: len(TARGETS)])), float(2.0 * fit.cost)
 
 

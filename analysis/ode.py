@@ -167,8 +167,8 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
 
     `rtol` is LSODA's relative tolerance (absolute tolerances follow it); derivatives by finite
     differences need a much tighter one than a single run (identifiability).  With `with_rates`,
-    `info["rates"]` holds the exact time derivatives of the observables at each sample (samples x 103:
-    d w(log M)/dt on the grid, then d ln cBA, d ln Mn, d ln Mw / dt)."""
+    `info["rates"]` holds the exact time derivatives of the observables at each sample (samples x 105:
+    d w(log M)/dt on the grid, then d ln cBA, d ln Mn, d ln Mw, d ln cAIBN, d ln branching / dt)."""
     k = params.at(recipe.temp)
     m0 = recipe.cBA_0
     y0 = [recipe.cAIBN_0, m0, recipe.solvent, 0.0, 0.0, 0.0, 0.0, 0.0]
@@ -189,23 +189,28 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
     mmd = normalise(cells) if with_mmd else cells[:, 1:-1]
     info = {"nfev": int(nfev), "polymer_units": lam1, "mass_inside_grid": inside_fraction(cells)}
     if with_rates and with_mmd:
-        info["rates"] = _observable_rates(k, times, y, cells)
+        info["rates"] = _observable_rates(k, times, y, cells, tally[:, 0], m0)
     return Simulation(recipe=recipe, engine="ode", time=times, conversion=conversion, cBA=y[1],
                       Mn=M_BA * lam1 / lam0, Mw=M_BA * lam2 / lam1, mmd=mmd, stopped=stopped, info=info,
                       cAIBN=y[0], branching=100.0 * tally[:, 0] / (m0 - y[1]),
                       midchain_fraction=tally[:, 1] / tally[:, 2])
 
 
-def _observable_rates(k: RateConstants, times: np.ndarray, y: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """d/dt of w(log M) on the grid and of ln cBA, ln Mn, ln Mw at the samples, from the right-hand side
-    and the instantaneous formation rates of the grid cells (w = c / (sum c * DLOGM))."""
+def _observable_rates(k: RateConstants, times: np.ndarray, y: np.ndarray, cells: np.ndarray,
+                      branches: np.ndarray, m0: float) -> np.ndarray:
+    """d/dt of w(log M) on the grid and of ln cBA, ln Mn, ln Mw, ln cAIBN and ln branching at the
+    samples, from the right-hand side, the instantaneous formation rates of the grid cells
+    (w = c / (sum c * DLOGM)) and of the branch points (kpt Q M; branching = 100 B / (m0 - M), with B the
+    branch points formed so far, `branches`)."""
     rhs = _rhs(k)
     dy = np.array([rhs(t, y[:, i]) for i, t in enumerate(times)]).T
     c, dc = cells[:, 1:-1], _cell_rates(*_formation(k, y))[:, 1:-1]
     total, dtotal = c.sum(axis=1, keepdims=True), dc.sum(axis=1, keepdims=True)
     dw = (dc - c / total * dtotal) / (total * DLOGM)
     lam0, lam1, lam2 = y[5], y[6], y[7]
-    logs = np.column_stack([dy[1] / y[1], dy[6] / lam1 - dy[5] / lam0, dy[7] / lam2 - dy[6] / lam1])
+    branching = k.kpt * y[4] * y[1] / branches + dy[1] / (m0 - y[1])
+    logs = np.column_stack([dy[1] / y[1], dy[6] / lam1 - dy[5] / lam0, dy[7] / lam2 - dy[6] / lam1,
+                            dy[0] / y[0], branching])
     return np.hstack([dw, logs])
 
 

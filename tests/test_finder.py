@@ -82,13 +82,13 @@ def test_posterior_weights_by_hand():
     jac = np.eye(103, 3) * 50.0
     u = [to_unit({"cBA_0": 1.0, "cAIBN_0": c, "temp": t, "time": 1200.0})
          for c, t in ((0.01, 60.0), (0.005, 70.0), (0.0025, 80.0))]
-    points = [ProfilePoint(x, 100.0, jac, 0) for x in u]
+    points = [ProfilePoint(x, 100.0, jac) for x in u]
     post = posterior_from_profile(np.array([60.0, 70.0, 80.0]), points)
     widths = np.array([5.0, 10.0, 5.0])
     expected = widths * np.array([0.01, 0.005, 0.0025])
     np.testing.assert_allclose(post.weights, expected / expected.sum(), rtol=1e-9)
     assert post.inflation == pytest.approx(100.0 / 103 if 100.0 / 103 > 1 else 1.0)
-    worse = points[:2] + [ProfilePoint(u[2], 104.0, jac, 0)]
+    worse = points[:2] + [ProfilePoint(u[2], 104.0, jac)]
     ratio = posterior_from_profile(np.array([60.0, 70.0, 80.0]), worse).weights
     assert ratio[2] / ratio[1] == pytest.approx(post.weights[2] / post.weights[1] * np.exp(-2.0), rel=1e-9)
 
@@ -98,7 +98,7 @@ def test_a_fit_worse_than_the_noise_widens_the_posterior():
     jac = np.eye(103, 3) * 50.0
     u = [to_unit({"cBA_0": 1.0, "cAIBN_0": 0.005, "temp": t, "time": 1200.0}) for t in (60.0, 70.0, 80.0)]
     chi2 = [1030.0, 1040.0, 1050.0]
-    points = [ProfilePoint(x, c, jac, 0) for x, c in zip(u, chi2)]
+    points = [ProfilePoint(x, c, jac) for x, c in zip(u, chi2)]
     post = posterior_from_profile(np.array([60.0, 70.0, 80.0]), points)
     assert post.inflation == pytest.approx(10.0)
     np.testing.assert_allclose(post.weights[1] / post.weights[0], 2 * np.exp(-0.5), rtol=1e-9)
@@ -358,10 +358,10 @@ def test_two_branches_mix_and_a_shared_minimum_counts_once():
     # 60 °C: the mixture has five points, the shared one once, and each weight is its own Laplace mass
     jac = np.eye(103, 3) * 50.0
     grid = np.array([60.0, 70.0, 80.0])
-    first = [ProfilePoint(to_unit({"cBA_0": 1.0, "cAIBN_0": 0.005, "temp": t, "time": 1200.0}), 100.0, jac, 0)
+    first = [ProfilePoint(to_unit({"cBA_0": 1.0, "cAIBN_0": 0.005, "temp": t, "time": 1200.0}), 100.0, jac)
              for t in grid]
     second = [first[0]] + [ProfilePoint(to_unit({"cBA_0": 1.0, "cAIBN_0": 0.015, "temp": t, "time": 600.0}),
-                                        102.0, jac, 0) for t in grid[1:]]
+                                        102.0, jac) for t in grid[1:]]
     post = posterior_from_profile(grid, [first, second])
     np.testing.assert_array_equal(post.branch, [0, 0, 0, 1, 1])
     np.testing.assert_array_equal(post.temps, [60.0, 70.0, 80.0, 70.0, 80.0])

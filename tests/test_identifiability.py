@@ -58,6 +58,21 @@ def test_jacobian_of_a_recipe_that_runs_to_the_end(jacobians):
     assert (jac[:, 100, 1] < 0).all() and (jac[:, 101, 1] < 0).all()  # more initiator: faster, shorter
 
 
+def test_exact_rates_of_residual_initiator_and_branching_match_finite_differences():
+    # d ln cAIBN / dt from the right-hand side and d ln branching / dt from the branch points' formation
+    # rate against central differences in the sampling time; initiator decays, branching density rises
+    times, h = np.array([300.0, 1500.0, 3300.0]), 1.0
+    for recipe in (Recipe(1.3, 0.006, 66.0), Recipe(0.5, 0.02, 80.0)):
+        rates = run_ode(recipe, rtol=1e-11, sample_times=times, with_rates=True).info["rates"]
+        plus, minus = (run_ode(recipe, rtol=1e-11, sample_times=times + s * h) for s in (1.0, -1.0))
+        n = min(len(plus.time), len(minus.time)) - int(plus.stopped or minus.stopped)
+        assert rates.shape == (len(times), 105) and n >= 2
+        for column, name in ((103, "cAIBN"), (104, "branching")):
+            fd = (np.log(getattr(plus, name)[:n]) - np.log(getattr(minus, name)[:n])) / (2 * h)
+            np.testing.assert_allclose(rates[:n, column], fd, rtol=1e-4)
+        assert (rates[:n, 103] < 0).all() and (rates[:n, 104] > 0).all()
+
+
 def test_jacobian_of_a_recipe_that_stops_at_90_percent(jacobians):
     # the stop row: no time dependence, t_stop falls with initiator and temperature (checked by FD)
     recipe = (2.5, 0.02, 80.0)
