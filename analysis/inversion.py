@@ -452,6 +452,11 @@ class Posterior:
             out[t] = (float(x[keep].min()), float(x[keep].max()))
         return out
 
+    def nearest(self, temp: float) -> int:
+        """The point at the grid temperature nearest `temp`; of several branches there, the heaviest."""
+        at = np.flatnonzero(self.temps == self.temps[np.argmin(np.abs(self.temps - temp))])
+        return int(at[np.argmax(self.weights[at])])
+
     def correlation(self, a: str = "temp", b: str = "cAIBN_0") -> float:
         """Posterior correlation of two targets over the profile points (the valley's trade-off)."""
         ja, jb = TARGETS.index(a), TARGETS.index(b)
@@ -620,9 +625,7 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
                 line.insert(k, conditional_fit(obs, float(t), neighbour.u, noise, budget=budget,
                                                nuisance=neighbour.nuisance))
             temps = np.insert(temps, k, t)
-    closest = post.temps[np.argmin(np.abs(post.temps - post.median[PROFILE_TARGET]))]
-    nearest = np.flatnonzero(post.temps == closest)
-    near = int(nearest[np.argmax(post.weights[nearest])])  # the nearest temperature's heaviest branch
+    near = post.nearest(post.median[PROFILE_TARGET])
     line = branches[int(post.branch[near])]
     k = int(np.searchsorted(temps, post.temps[near]))
     chosen = conditional_fit(obs, post.median[PROFILE_TARGET], line[k].u, noise, budget=budget,

@@ -36,7 +36,7 @@ def _row(job: tuple) -> dict:
     result = invert(obs, starts=[CENTRE], noise=noise)
     post = result.posterior
     recipe = {t: float(truth[t]) for t in TARGETS}
-    nearest = np.flatnonzero(post.temps == post.temps[np.argmin(np.abs(post.temps - recipe["temp"]))])
+    nearest = np.flatnonzero(post.temps == post.temps[post.nearest(recipe["temp"])])
     walk = min((conditional_fit(obs, recipe["temp"], dict(zip(TARGETS, post.centres[k])), noise)
                 for k in nearest), key=lambda fit: fit.chi2)  # the best of the branches there
     true = conditional_fit(obs, recipe["temp"], recipe, noise)
