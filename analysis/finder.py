@@ -233,7 +233,8 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
                 temp: float | None = None, noise: str = "ideal") -> dict:
     """The whole finder: domain verdict, ML prediction with intervals, physics inversion, round trip.
     Without `frame` it uses the stored finder models (`finder_models`: no workbook is read, no model
-    fitted); with it, `models` caches ML models fitted on `frame` by profile and feature set; with
+    fitted); with it, `models` caches the ML models fitted on `frame` by profile and feature set, and
+    the domains by profile and extras; with
     `with_posterior` the result also holds the `Inversion` itself (not JSON) under "inversion".  The
     residual initiator, branching, a known time or temperature condition the inversion (the ML model
     does not use them; its prediction takes the known values instead of its own).  `noise` names the
@@ -252,8 +253,11 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
         verdict = stored.domain(given, noise).check(row)[0]
         model = stored.models[(noise, feature_set)]
     else:
-        verdict = Domain(training_rows(frame, noise), given + MMD_COLUMNS).check(row)[0]
         models = {} if models is None else models
+        domain = ("domain", noise, tuple(given))
+        if domain not in models:
+            models[domain] = Domain(training_rows(frame, noise), given + MMD_COLUMNS)
+        verdict = models[domain].check(row)[0]
         if (noise, feature_set) not in models:
             models[(noise, feature_set)] = ml_model(frame, feature_set, noise=noise)
         model = models[(noise, feature_set)]

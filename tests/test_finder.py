@@ -369,3 +369,30 @@ def test_two_branches_mix_and_a_shared_minimum_counts_once():
     # same cells, same curvature: the ratio of two points' mass is their prior density x exp(-chi²/2)
     assert post.weights[3] / post.weights[1] == pytest.approx(0.015 / 0.005 * np.exp(-1.0), rel=1e-9)
     assert post.weights[0] / post.weights[1] == pytest.approx(alone.weights[0] / alone.weights[1], rel=1e-9)
+
+
+def test_the_jacobians_time_column_from_the_rates_matches_runs_at_other_times():
+    # the fit's Jacobian takes d/dt from the run's exact rates (no run at t + h); central differences of
+    # the residuals with runs at t -+ 10 s agree, through the simulator's noise and through an instrument
+    # (calibration shift as a fitted nuisance); a run stopped at 90 % conversion has no time dependence
+    from analysis.inversion import _bounds, _fit_problem, _unit_residuals, measurement_noise
+    from analysis.measurement import PROFILES
+
+    obs = _observe(OFF_GRID, noise=1.0, seed=3)
+    near = {**OFF_GRID, "cAIBN_0": 0.0047, "time": 1900.0}  # not the truth: the residuals are not zero
+    free = [0, 1, 3]
+    for noise in (NOISE, measurement_noise(obs, PROFILES["typical"])):
+        n = int("shift_sd" in noise)
+        u = np.r_[to_unit(near), np.full(n, 0.4)]
+        _, upper = _bounds(len(free), noise)
+        res, jac = _fit_problem(obs, noise, u[:4], free, upper)
+        column = jac(np.r_[u[free], u[4:]])[:, 2]
+        h = 10.0 / 3600.0
+        plus, minus = (_unit_residuals(u + s * h * np.eye(len(u))[3], obs, noise) for s in (1.0, -1.0))
+        fd = (plus - minus) / (2 * h)
+        assert np.linalg.norm(column - fd) <= 1e-3 * np.linalg.norm(fd)
+        assert np.linalg.norm(fd) > 1.0  # the time matters to these residuals
+    stopped = {"cBA_0": 2.5, "cAIBN_0": 0.02, "temp": 80.0, "time": 3600.0}
+    assert forward(stopped)["stopped"]
+    _, jac = _fit_problem(obs, NOISE, to_unit(stopped), free, _bounds(len(free), NOISE)[1])
+    assert (jac(to_unit(stopped)[free])[:, 2] == 0).all()
