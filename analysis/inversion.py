@@ -132,6 +132,7 @@ def forward(recipe: dict) -> dict:
     / dt, d ln / dt of the scalars; zero once the run has stopped)."""
     run = run_ode(Recipe(recipe["cBA_0"], recipe["cAIBN_0"], recipe["temp"]),
                   sample_times=np.array([recipe["time"]]), with_rates=True)
+    # the engine's rates after the grid are those of ln cBA, ln Mn, ln Mw, ln cAIBN, ln branching: MEASURED
     rates = np.zeros(N_POINTS + len(MEASURED)) if run.stopped else run.info["rates"][-1]
     return {"mmd": run.mmd[-1], "cBA_time": float(run.cBA[-1]), "Mn": float(run.Mn[-1]),
             "Mw": float(run.Mw[-1]), "cAIBN_time": float(run.cAIBN[-1]),
@@ -222,7 +223,7 @@ def disagreements(recipe: dict, obs: Observation, noise: dict = NOISE, limit: fl
     """The given values among `names` (default: what conditions the inversion beyond the study's outputs,
     whose misfit the fit's own verdict already covers) that the recipe misses by more than `limit`
     standard deviations."""
-    sim = forward(recipe)
+    sim = _cached_forward(recipe)  # the fit's last run, usually
     out = []
     for name in [n for n in obs.extras + obs.known if n in names]:
         value = getattr(obs, name)
@@ -631,7 +632,7 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
     chosen = conditional_fit(obs, post.median[PROFILE_TARGET], line[k].u, noise, budget=budget,
                              nuisance=line[k].nuisance)
     recipe = chosen.recipe
-    sim = forward(recipe)
+    sim = _cached_forward(recipe)  # the chosen fit's own run
     return Inversion(recipe=recipe, mean=post.mean, median=post.median, interval=post.interval(level),
                      level=level, correlation=post.correlation(), misfit=chosen.chi2 / post.n_observed,
                      inflation=post.inflation, mmd_l1=float(l1_distance(sim["mmd"], obs.mmd)), simulated=sim,
