@@ -11,7 +11,14 @@ from analysis.cli import main
 from analysis.dataset import OBSERVABLE_COLUMNS, SHEETS, load_dataset
 from analysis.design import TARGETS, recipe_groups
 from analysis.identifiability import design_jacobians, noise_model, valley_bound
-from analysis.measurement import PROFILES, ObservationError, Profile, measure_mmd, trace_operator
+from analysis.measurement import (
+    PROFILES,
+    ObservationError,
+    Profile,
+    measure_mmd,
+    measured_trace,
+    trace_operator,
+)
 from analysis.mmd import DLOGM, LOGM
 from analysis.what_to_measure import (
     measured_bound,
@@ -205,3 +212,53 @@ def test_the_inversions_noise_of_a_measured_scalar_is_its_analysis_plus_the_simu
         assert noise[name] == pytest.approx(np.hypot(getattr(typical, name), SIMULATOR_SCATTER[name]))
         assert noise[name] < 1.2 * getattr(typical, name)
     assert (noise["temp"], noise["time"]) == (typical.known_temp, typical.known_time)
+
+
+def test_the_ceilings_posterior_is_the_gaussian_density_of_the_bounds_covariance(four_recipes, jacobians):
+    """The ceiling's posterior mean (whitening, log-determinants, scalars) against the Gaussian density
+    (Cholesky) of the covariance the bound uses (`_observation_cov`), over all rows, for observations
+    half-way between two samples of a run (so that the posterior is spread over both)."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    from analysis.what_to_measure import _observation_cov, _scalars, design_lattice, posterior_means
+
+    rj, sigma = jacobians
+    lattice = design_lattice(four_recipes, rj, sigma)
+    p, extra = PROFILES["typical"], ("cAIBN_time",)
+    traces = np.array([measured_trace(w, p) for w in lattice.observed[:, :100]])
+    scalars, sds = _scalars(lattice, p, extra)
+    rows = np.arange(len(traces))
+    # the renormalised trace has no noise along its area: one trace point less makes the density proper
+    # (and changes it by the same factor for every row)
+    keep = np.r_[np.arange(traces.shape[1] - 1), traces.shape[1] + np.arange(2)]
+    factors = [cho_factor(_observation_cov(rj, sigma, i, p, extra)[np.ix_(keep, keep)]) for i in rows]
+    spread = 0
+    for k in np.flatnonzero(~rj.stopped[:-1] & ~rj.stopped[1:]):
+        observed = 0.5 * (np.r_[traces[k], scalars[k]] + np.r_[traces[k + 1], scalars[k + 1]])
+        log_density = []
+        for i, factor in zip(rows, factors):
+            r = (observed - np.r_[traces[i], scalars[i]])[keep]
+            log_density.append(-0.5 * r @ cho_solve(factor, r) - np.log(np.diag(factor[0])).sum())
+        weight = np.exp(np.array(log_density) - max(log_density))
+        if weight.max() / weight.sum() > 0.99:
+            continue
+        spread += 1
+        mine = posterior_means(lattice, p, (traces, scalars, sds), rows, observed[None, :-2],
+                               observed[None, -2:])
+        np.testing.assert_allclose(mine[0], weight @ lattice.targets / weight.sum(), rtol=1e-6)
+    assert spread >= 3  # compared where the posterior is spread over rows, not on one
+
+
+def test_the_ceiling_is_one_without_noise_and_its_nearest_rows_carry_the_posterior(four_recipes, jacobians):
+    from analysis.what_to_measure import Lattice, design_ceiling, design_lattice
+
+    rj, sigma = jacobians
+    lattice = design_lattice(four_recipes, rj, sigma)
+    quiet = Lattice(lattice.targets, lattice.observed, lattice.sigma * 1e-4)
+    assert design_ceiling(quiet, "ideal", "composite").loc["R²"].to_numpy() == pytest.approx(1.0, abs=1e-9)
+    noisy = Lattice(lattice.targets, lattice.observed, lattice.sigma * 30)
+    few, every = (design_ceiling(noisy, "ideal", "composite", candidates=n) for n in (12, len(noisy.targets)))
+    pd.testing.assert_frame_equal(few, every, rtol=0, atol=1e-4)  # R² to 1e-4 from a quarter of the rows
+    assert (every.loc["R²"] < 0.99).any()  # noise spreads the posterior over more than one row
+    with pytest.raises(ObservationError, match="single samples"):
+        design_ceiling(lattice, "typical", "composite,sample2")
