@@ -21,6 +21,8 @@ from analysis.measurement import (
 )
 from analysis.mmd import DLOGM, LOGM
 from analysis.what_to_measure import (
+    design_ceiling,
+    design_lattice,
     measured_bound,
     measured_frame,
     parse_observe,
@@ -166,6 +168,16 @@ def test_bound_command_json_and_its_errors(workbook_with_observables, four_recip
     assert out["r2"] == pytest.approx(measured_bound(four_recipes, rj, sigma, "typical", ("cAIBN_time",)))
     assert main(["bound", "--observe", "composite,viscosity", "--data", str(workbook_with_observables)]) == 2
     assert "unknown observable" in capsys.readouterr().err
+    # the sound ceiling: the same as the function's, with its Monte Carlo error
+    assert main(["bound", "--observe", "composite,temp", "--method", "ceiling", "--json",
+                 "--data", str(workbook_with_observables)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = design_ceiling(design_lattice(four_recipes, rj, sigma), "typical", ("temp",))
+    assert out["method"] == "ceiling" and out["r2"] == pytest.approx(expected.loc["R²"].to_dict(), abs=1e-12)
+    assert set(out["se"]) == set(TARGETS) and out["r2"]["temp"] > 0.99  # a known temperature to 0.1 °C
+    assert main(["bound", "--observe", "composite,sample2", "--method", "ceiling",
+                 "--data", str(workbook_with_observables)]) == 2
+    assert "single samples" in capsys.readouterr().err
 
 
 def test_evaluate_on_measured_rows_refuses_what_it_cannot_do(workbook_with_observables, capsys):
