@@ -646,19 +646,25 @@ def achieved_table(frame: pd.DataFrame, noise: str = "typical", sets: dict[str, 
     return table
 
 
-def measured_coverage(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
-                      jobs: int | None = None, observe: str = "composite") -> pd.DataFrame:
-    """Coverage check of the physics inversion's 90 % intervals: `n_rows` random rows of the workbook,
-    measured with profile `noise` and observation set `observe` (seed `seed`; the frame needs the
-    observables sheet for cAIBN_time and branching) and inverted with what they observe; per row and
-    target, whether the truth lies inside (booleans)."""
+def measured_inversions(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
+                        jobs: int | None = None, observe: str = "composite") -> tuple[pd.DataFrame, ...]:
+    """`n_rows` random rows of the workbook (seed `seed`), measured with profile `noise` and observation
+    set `observe` (the frame needs the observables sheet for cAIBN_time and branching) and inverted with
+    what they observe: the rows, and the inversion's table (`roundtrip.invert_rows`)."""
     extra = parse_observe(observe)
     if "sample2" in extra:
         raise ObservationError("the inversion takes one sample: sample2 has no coverage check")
     rng = np.random.default_rng(seed)
     rows = frame.iloc[np.sort(rng.choice(len(frame), n_rows, replace=False))]
     measured = measured_frame(rows, noise, extra, seed)
-    return interval_hits(rows, invert_rows(measured, jobs=jobs, noise=noise))
+    return rows, invert_rows(measured, jobs=jobs, noise=noise)
+
+
+def measured_coverage(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
+                      jobs: int | None = None, observe: str = "composite") -> pd.DataFrame:
+    """Coverage check of the physics inversion's 90 % intervals on `measured_inversions`' rows: per row
+    and target, whether the truth lies inside (booleans)."""
+    return interval_hits(*measured_inversions(frame, noise, n_rows, seed, jobs, observe))
 
 
 def coverage_table(frame: pd.DataFrame, sets: tuple[str, ...], noise: str = "typical", n_rows: int = 20,
