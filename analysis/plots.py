@@ -259,9 +259,11 @@ def tornado(ratios: pd.DataFrame, outcomes: list[str] | None = None):
     return fig
 
 
-def what_to_measure(bounds: pd.DataFrame, achieved: pd.DataFrame | None = None, level: float = 0.95):
+def what_to_measure(bounds: pd.DataFrame, achieved: pd.DataFrame | None = None, level: float = 0.95,
+                    ceiling: pd.DataFrame | None = None):
     """Per target, the best reachable R² of every observation set (rows) under each noise profile
-    (`bounds` indexed by (noise, set)), and the R² a model reached (`achieved`, indexed by set)."""
+    (`bounds` indexed by (noise, set)), the R² a model reached (`achieved`, indexed by set) and the sound
+    ceiling under `typical` (`ceiling`, indexed by set)."""
     sets = list(dict.fromkeys(bounds.index.get_level_values(1)))
     fig, axes = plt.subplots(1, 4, figsize=(11, 0.32 * len(sets) + 1.4), sharey=True)
     y = np.arange(len(sets))
@@ -273,6 +275,9 @@ def what_to_measure(bounds: pd.DataFrame, achieved: pd.DataFrame | None = None, 
         if achieved is not None:
             ax.plot(achieved.reindex(sets)[name].clip(lower=-0.1), y, "x", ms=6, color="black",
                     label="model, typical")
+        if ceiling is not None:
+            ax.plot(ceiling.reindex(sets)[name], y, "|", ms=9, mew=1.5, color="crimson",
+                    label="sound ceiling, typical")
         ax.axvline(level, color="grey", lw=0.6, ls=":")
         ax.set(title=name, xlim=(-0.12, 1.03), xlabel="R²")
     axes[0].set_yticks(y, sets)

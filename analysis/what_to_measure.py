@@ -12,9 +12,11 @@ left out; without an instrument (`ideal`) they are the workbook's own, with thei
 (chapter 8).  Scalars are log-normal: their kMC scatter and the analysis combined.
 
 `measured_bound` whitens each row's Jacobian with that covariance and takes chapter 8's valley bound
-(`identifiability.bound_of_rows`).  `measured_frame` applies the measurement model to the workbook's rows,
-and `achieved` trains and tests the boosted trees of chapter 9 on such rows (grouped folds), with the
-added observables as inputs.
+(`identifiability.bound_of_rows`); `check_bound` follows the curved valley instead.  `design_ceiling` is
+the sound one: the exact Bayes estimate when the recipe is one of a lattice's rows (the design's, or a
+finer one) and the noise is Gaussian with the same covariance.  `measured_frame` applies the measurement
+model to the workbook's rows, and `achieved` trains and tests the boosted trees of chapter 9 on such rows
+(grouped folds), with the added observables as inputs.
 """
 
 from __future__ import annotations
