@@ -364,8 +364,10 @@ class Lattice:
 
 
 def design_lattice(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray) -> Lattice:
-    """The workbook's rows whose observables and noise are all finite (stopped rows too)."""
-    ok = np.isfinite(rj.observed).all(axis=1) & np.isfinite(sigma).all(axis=1)
+    """The workbook's rows whose observables and composite noise are finite (stopped rows too).  Without
+    the observables sheet the residual initiator's and branching's kMC noise is unknown (NaN): their
+    analysis' precision is then their whole noise, as in the bound."""
+    ok = np.isfinite(rj.observed).all(axis=1) & np.isfinite(sigma[:, :COMPOSITE]).all(axis=1)
     return Lattice(frame[TARGETS].to_numpy(float)[ok], rj.observed[ok], sigma[ok])
 
 
@@ -410,7 +412,7 @@ def _scalars(lattice: Lattice, p: Profile, extra: tuple[str, ...]) -> tuple[np.n
     index = [(N, p.cBA_time)] if p.instrument else [(N, 0.0), (N + 1, 0.0), (N + 2, 0.0)]
     index += [(COMPOSITE + EXTENDED.index(name), getattr(p, name)) for name in EXTENDED if name in extra]
     values = [lattice.observed[:, j] for j, _ in index]
-    sds = [np.hypot(lattice.sigma[:, j], analysis) for j, analysis in index]
+    sds = [np.hypot(np.nan_to_num(lattice.sigma[:, j]), analysis) for j, analysis in index]
     for j, name in ((2, "temp"), (3, "time")):
         if name in extra:
             values.append(lattice.targets[:, j])

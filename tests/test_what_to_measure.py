@@ -274,3 +274,10 @@ def test_the_ceiling_is_one_without_noise_and_its_nearest_rows_carry_the_posteri
     assert (every.loc["R²"] < 0.99).any()  # noise spreads the posterior over more than one row
     with pytest.raises(ObservationError, match="single samples"):
         design_ceiling(lattice, "typical", "composite,sample2")
+    # the original workbook has no observables sheet: no kMC noise for the residual initiator, whose
+    # analysis is then its whole noise (as in the bound)
+    unknown = sigma.copy()
+    unknown[:, 103:] = np.nan
+    without = design_lattice(four_recipes, rj, unknown)
+    assert len(without.targets) == len(lattice.targets)
+    assert np.isfinite(design_ceiling(without, "typical", "composite,cAIBN_time").to_numpy()).all()
