@@ -30,15 +30,36 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from .dataset import OBSERVABLES
-from .design import BOX, RECIPE_KEY, TARGETS, from_unit, to_unit, unit_span
+from .design import (
+    BOX,
+    CAIBN0_LEVELS,
+    CBA0_LEVELS,
+    RECIPE_KEY,
+    SAMPLE_EVERY,
+    T_END,
+    TARGETS,
+    TEMP_LEVELS,
+    from_unit,
+    to_unit,
+    unit_span,
+)
 from .evaluation import recipe_fold_indices
 from .features import physics_features
-from .identifiability import COMPOSITE, EXTENDED, MMD_FLOOR, RowJacobians, _range_units, bound_of_rows
+from .identifiability import (
+    COMPOSITE,
+    EXTENDED,
+    MMD_FLOOR,
+    RowJacobians,
+    _observables,
+    _range_units,
+    bound_of_rows,
+)
 from .kinetics import Recipe
 from .measurement import (
     PROFILES,
     ObservationError,
     Profile,
+    TraceOperator,
     measure_scalar,
     measured_rows,
     measured_trace,
@@ -90,6 +111,12 @@ def _whiten(cov: np.ndarray, jac: np.ndarray) -> np.ndarray:
     return out
 
 
+def _trace_cov(op: TraceOperator, s: np.ndarray) -> np.ndarray:
+    """The measured trace's noise covariance without the calibration shift: the kMC scatter (sd `s` on
+    the grid) through the operator, and the detector's."""
+    return (op.d_trace * s**2) @ op.d_trace.T + op.detector
+
+
 def _sample_block(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra: tuple[str, ...],
                   trace: bool = True) -> tuple[np.ndarray, ...]:
     """One sample's part of the observation: Jacobian of the trace, its noise covariance without the
@@ -102,7 +129,7 @@ def _sample_block(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra
     elif p.instrument:
         op = trace_operator(rj.observed[r, :N], p)
         j_trace = op.d_trace @ jac[:N]
-        cov = (op.d_trace * s[:N] ** 2) @ op.d_trace.T + op.detector
+        cov = _trace_cov(op, s[:N])
         d_shift = op.d_shift
         scalars = [(N, p.cBA_time)]
     else:
@@ -348,8 +375,7 @@ class Lattice:
         w, s = self.observed[i, :N], self.sigma[i, :N]
         if p.instrument:
             op = trace_operator(w, p)
-            cov = (op.d_trace * s**2) @ op.d_trace.T + op.detector
-            cov += p.calibration_sd**2 * np.outer(op.d_shift, op.d_shift)
+            cov = _trace_cov(op, s) + p.calibration_sd**2 * np.outer(op.d_shift, op.d_shift)
         else:
             cov = np.diag(s**2)
         vals, vecs = np.linalg.eigh(cov)
@@ -379,16 +405,13 @@ def refined_lattice(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, fa
     the kMC noise of the nearest design row (unit-box distance)."""
     from scipy.spatial import cKDTree
 
-    from .design import CAIBN0_LEVELS, CBA0_LEVELS, SAMPLE_EVERY, T_END, TEMP_LEVELS
-    from .identifiability import _observables
-
     def finer(levels: tuple[float, ...]) -> np.ndarray:
         return np.unique(np.concatenate([np.linspace(a, b, factor + 1) for a, b in zip(levels, levels[1:])]))
 
     times = np.arange(SAMPLE_EVERY / factor, T_END + 1.0, SAMPLE_EVERY / factor)
     recipes = [Recipe(c, i, t) for c in finer(CBA0_LEVELS) for i in finer(CAIBN0_LEVELS)
                for t in finer(TEMP_LEVELS)]
-    runs = parallel_map(partial(_lattice_rows, times=times, observables=_observables), recipes, jobs)
+    runs = parallel_map(partial(_lattice_rows, times=times), recipes, jobs)
     targets = np.vstack([r[0] for r in runs])
     observed = np.vstack([r[1] for r in runs])
     design = design_lattice(frame, rj, sigma)
@@ -400,10 +423,11 @@ def refined_lattice(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, fa
     return Lattice(targets, observed, kmc)
 
 
-def _lattice_rows(recipe: Recipe, times: np.ndarray, observables) -> tuple[np.ndarray, np.ndarray]:
+def _lattice_rows(recipe: Recipe, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One recipe's rows of a lattice: targets and extended observables at its samples."""
     run = run_ode(recipe, sample_times=times)
     targets = np.array([[recipe.cBA_0, recipe.cAIBN_0, recipe.temp, t] for t in run.time])
-    return targets, np.array([observables(run, k, extended=True) for k in range(len(run.time))])
+    return targets, np.array([_observables(run, k, extended=True) for k in range(len(run.time))])
 
 
 def _scalars(lattice: Lattice, p: Profile, extra: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
