@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 from numba import njit
-from scipy.integrate import LSODA, OdeSolution
+from scipy.integrate import OdeSolution, ode
+from scipy.integrate._ivp.lsoda import LsodaDenseOutput
 from scipy.optimize import brentq
 
 from .design import SAMPLE_TIMES, X_STOP
@@ -38,20 +39,19 @@ class SolverBudgetError(RuntimeError):
     """A run that exceeded its evaluation or time budget."""
 
 
-def _budgeted(rhs, recipe: Recipe):
-    """The right-hand side, counting its calls against MAX_RHS_CALLS and MAX_SECONDS."""
-    calls = 0
-    deadline = time.monotonic() + MAX_SECONDS
+class _Budgeted:
+    """The right-hand side, counting its calls (`calls`) against MAX_RHS_CALLS and MAX_SECONDS."""
 
-    def counted(t, y):
-        nonlocal calls
-        calls += 1
-        if calls % 1000 == 0 and (calls > MAX_RHS_CALLS or time.monotonic() > deadline):
-            raise SolverBudgetError(f"the deterministic engine did not finish {recipe} within "
+    def __init__(self, rhs, recipe: Recipe):
+        self.rhs, self.recipe, self.calls = rhs, recipe, 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls % 1000 == 0 and (self.calls > MAX_RHS_CALLS or time.monotonic() > self.deadline):
+            raise SolverBudgetError(f"the deterministic engine did not finish {self.recipe} within "
                                     f"{MAX_RHS_CALLS} evaluations or {MAX_SECONDS:g} s")
-        return rhs(t, y)
-
-    return counted
+        return self.rhs(t, y)
 
 
 @njit(cache=True)
@@ -128,27 +128,54 @@ def _quadrature(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(nodes), np.concatenate(weights)
 
 
-def _integrate(rhs, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_stop: float,
+class _StepInterpolant(LsodaDenseOutput):
+    """scipy's LSODA dense output of one step (the same `_call_impl`), built without its per-step
+    `np.arange`."""
+
+    def __init__(self, t_old: float, t: float, h: float, order: int, yh: np.ndarray):
+        self.t_old, self.t, self.t_min, self.t_max = t_old, t, min(t, t_old), max(t, t_old)
+        self.h, self.yh, self.p = h, yh, _POWERS[order]
+
+
+_POWERS = [np.arange(order + 1) for order in range(13)]  # LSODA's orders: up to 12 (Adams), 5 (BDF)
+
+
+def _integrate(rhs: _Budgeted, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_stop: float,
                recipe: Recipe) -> tuple[OdeSolution, float | None, int]:
     """LSODA from 0 to t_end with a dense solution, stopped where the monomer falls to `m_stop`.
 
     The same steps, dense output and root finding as `solve_ivp(..., method="LSODA", events=...,
-    dense_output=True)` with a terminal event (same results to the last digit), without its generic
-    event machinery, which costs a fifth of the run time here."""
-    solver = LSODA(rhs, 0.0, y0, t_end, rtol=rtol, atol=atol)
+    dense_output=True)` with a terminal event, to the last bit (`tests/test_engines.py`): ODEPACK's
+    LSODA driven one step at a time (itask 5, never past t_end) through `scipy.integrate.ode`, as
+    scipy's `LSODA` class does, without the generic solver and event machinery around it, which cost
+    half of the run time here."""
+    y = np.array(y0, dtype=float)
+    n = len(y)
+    solver = ode(rhs)
+    solver.set_integrator("lsoda", rtol=rtol, atol=np.asarray(atol, float), max_step=0.0, min_step=0.0,
+                          first_step=0.0)
+    solver.set_initial_value(y, 0.0)
+    lsoda = solver._integrator  # noqa: SLF001 (scipy's LSODA class drives it the same way)
+    lsoda.rwork[0] = t_end  # itask 5: tcrit = t_end
+    lsoda.call_args[4] = lsoda.rwork
+    lsoda.call_args[2] = 5
+    iwork, rwork = lsoda.iwork, lsoda.rwork
     ts, interpolants = [0.0], []
-    g = y0[1] - m_stop
-    t_stop = None
-    while solver.status == "running":
-        message = solver.step()
-        if solver.status == "failed":
-            raise RuntimeError(f"ODE solver failed for {recipe}: {message}")
-        t, dense = solver.t, solver.dense_output()
+    t, g, t_stop = 0.0, y[1] - m_stop, None
+    while t < t_end:
+        t_old = t
+        y, t = lsoda.run(rhs, _no_jacobian, y, t, t_end, (), ())
+        if lsoda.success != 1:
+            raise RuntimeError(f"ODE solver failed for {recipe}: LSODA's istate {lsoda.istate}")
+        order, h = int(iwork[13]), rwork[11]
+        yh = np.reshape(rwork[20:20 + (order + 1) * n], (n, order + 1), order="F").copy()
+        if iwork[14] < order:  # the order decreases next: rescale the last column to this step's h
+            yh[:, -1] *= (h / rwork[10]) ** order
+        dense = _StepInterpolant(t_old, t, h, order, yh)
         interpolants.append(dense)
-        g_new = solver.y[1] - m_stop
+        g_new = y[1] - m_stop
         if g >= 0 >= g_new:  # monomer crossed the stop downwards in this step (solve_ivp's test)
-            t = brentq(lambda x, dense=dense: dense(x)[1] - m_stop, solver.t_old, t,
-                       xtol=4 * EPS, rtol=4 * EPS)
+            t = brentq(lambda x, dense=dense: dense(x)[1] - m_stop, t_old, t, xtol=4 * EPS, rtol=4 * EPS)
             t_stop = float(t)
         if len(ts) > 1 and ts[-1] == t:
             interpolants.pop()
@@ -157,7 +184,11 @@ def _integrate(rhs, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_sto
         if t_stop is not None:
             break
         g = g_new
-    return OdeSolution(np.array(ts), interpolants, alt_segment=True), t_stop, solver.nfev
+    return OdeSolution(np.array(ts), interpolants, alt_segment=True), t_stop, rhs.calls
+
+
+def _no_jacobian():
+    return None
 
 
 def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol: float = DEFAULT_RTOL,
@@ -173,7 +204,7 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
     m0 = recipe.cBA_0
     y0 = [recipe.cAIBN_0, m0, recipe.solvent, 0.0, 0.0, 0.0, 0.0, 0.0]
 
-    sol, t_stop, nfev = _integrate(_budgeted(_rhs(k), recipe), y0, float(sample_times[-1]), rtol,
+    sol, t_stop, nfev = _integrate(_Budgeted(_rhs(k), recipe), y0, float(sample_times[-1]), rtol,
                                    _ATOL * (rtol / DEFAULT_RTOL) * max(m0, 1.0), (1.0 - x_stop) * m0, recipe)
     stopped = t_stop is not None
     t_end = t_stop if stopped else float(sample_times[-1])

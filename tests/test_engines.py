@@ -172,3 +172,37 @@ def test_branching_rises_with_conversion_and_falls_with_monomer_concentration():
     x = 0.3
     assert np.interp(x, dilute.conversion, dilute.branching) > 2 * np.interp(x, concentrated.conversion,
                                                                               concentrated.branching)
+
+
+@pytest.mark.parametrize("recipe, rtol, stops", [
+    (Recipe(3.0, 0.02, 80.0), 1e-6, True),  # stops at 90 % conversion
+    (Recipe(0.5, 0.0025, 60.0), 1e-6, False),  # runs to the last sample
+    (Recipe(1.5, 0.01, 70.0), 1e-10, False),  # the tolerance of the Jacobians
+])
+def test_the_step_loop_is_solve_ivp_lsoda_to_the_last_bit(recipe, rtol, stops):
+    # the engine drives ODEPACK's LSODA itself; scipy's public solve_ivp with a terminal event must give
+    # the same steps, the same stop and the same dense solution, bit for bit
+    from scipy.integrate import solve_ivp
+
+    from analysis.ode import _ATOL, DEFAULT_RTOL, _Budgeted, _integrate, _rhs
+
+    k = DEFAULT_PARAMETERS.at(recipe.temp)
+    y0 = [recipe.cAIBN_0, recipe.cBA_0, recipe.solvent, 0.0, 0.0, 0.0, 0.0, 0.0]
+    atol = _ATOL * (rtol / DEFAULT_RTOL) * max(recipe.cBA_0, 1.0)
+    m_stop = 0.1 * recipe.cBA_0
+    t_end = float(SAMPLE_TIMES[-1])
+    ours, t_stop, calls = _integrate(_Budgeted(_rhs(k), recipe), y0, t_end, rtol, atol, m_stop, recipe)
+
+    def stop(t, y):
+        return y[1] - m_stop
+
+    stop.terminal, stop.direction = True, -1
+    ref = solve_ivp(_rhs(k), (0.0, t_end), y0, method="LSODA", rtol=rtol, atol=atol, events=stop,
+                    dense_output=True)
+    assert (t_stop is not None) == stops == (ref.status == 1) and calls == ref.nfev
+    assert np.array_equal(ours.ts, ref.sol.ts)
+    if t_stop is not None:
+        assert t_stop == ref.t_events[0][0]
+    t_last = ours.ts[-1]
+    times = np.concatenate([np.linspace(0.0, t_last, 397), ours.ts])
+    assert np.array_equal(ours(times), ref.sol(times))
