@@ -206,3 +206,13 @@ def test_the_step_loop_is_solve_ivp_lsoda_to_the_last_bit(recipe, rtol, stops):
     t_last = ours.ts[-1]
     times = np.concatenate([np.linspace(0.0, t_last, 397), ours.ts])
     assert np.array_equal(ours(times), ref.sol(times))
+
+
+def test_a_run_past_its_evaluation_budget_stops_with_a_named_error(monkeypatch):
+    from analysis import ode
+
+    recipe = Recipe(1.5, 0.01, 70.0)
+    assert ode.run_ode(recipe, rtol=1e-10).info["nfev"] > 2000
+    monkeypatch.setattr(ode, "MAX_RHS_CALLS", 1500)
+    with pytest.raises(ode.SolverBudgetError, match="1500 evaluations"):
+        ode.run_ode(recipe, rtol=1e-10)
