@@ -80,7 +80,7 @@ tune: venv
 	$(BIN)/python -m analysis tune --nested
 	$(BIN)/python -m analysis tune --finder
 
-## finder: fit and store the finder's models and domains for the workbook, per measurement profile (data/finder_models.joblib)
+## finder: fit and store the finder's models and domains for the workbook, per measurement profile (data/finder_models*.pickle.gz)
 finder: venv
 	$(BIN)/python -m analysis tune --finder
 

@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nested", action="store_true",
                    help="search inside each grouped outer fold (boosted trees and the study's forest)")
     p.add_argument("--finder", action="store_true",
-                   help="fit the finder's models and domain once and store them (data/finder_models.joblib)")
+                   help="fit the finder's models and domain once and store them "
+                        "(data/finder_models.pickle.gz)")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")

@@ -1,6 +1,8 @@
 """The physics inversion's posterior along the valley, the round trip, the finder and `invert`."""
 
+import gzip
 import json
+import pickle
 import subprocess
 import sys
 import warnings
@@ -269,23 +271,21 @@ def test_invert_command_refuses_a_known_value_before_computing():
 
 def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_workbook, monkeypatch):
     """The selection logic of `finder_models`, with a stand-in for the fitting (which takes minutes)."""
-    import joblib
-
     from analysis import finder
     from analysis.dataset import file_sha256, study_sha256
 
     fits = []
     monkeypatch.setattr(finder, "fit_finder_models",
                         lambda path, profiles: fits.append((path, profiles)) or "fitted here")
-    store = tmp_path / "models.joblib"
+    store = tmp_path / "models.pickle.gz"
     assert finder.finder_models(small_workbook, store) == "fitted here" and len(fits) == 1  # no store yet
     stored = finder.FinderModels({}, {"ideal": pd.DataFrame()}, {}, file_sha256(small_workbook),
                                  study_sha256(small_workbook), finder._versions())
-    joblib.dump(stored, store)
+    finder.save_store(stored, store)
     typical = finder.profile_store(store, "typical")
-    assert typical == tmp_path / "models.typical.joblib"
-    joblib.dump(finder.FinderModels({}, {"typical": pd.DataFrame()}, {}, stored.data_sha256,
-                                    stored.study_sha256, stored.versions), typical)
+    assert typical == tmp_path / "models.typical.pickle.gz"
+    finder.save_store(finder.FinderModels({}, {"typical": pd.DataFrame()}, {}, stored.data_sha256,
+                                          stored.study_sha256, stored.versions), typical)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert finder.finder_models(small_workbook, store).profiles == {"ideal"}
@@ -302,10 +302,34 @@ def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_w
             sheet.to_excel(writer, sheet_name=name, index=False)
     with pytest.warns(finder.StaleFinderModels, match="another workbook"):
         assert finder.finder_models(other, store) == "fitted here"
-    joblib.dump(finder.FinderModels({}, {"ideal": pd.DataFrame()}, {}, stored.data_sha256,
-                                    stored.study_sha256, {"scikit-learn": "0.1"}), store)
+    finder.save_store(finder.FinderModels({}, {"ideal": pd.DataFrame()}, {}, stored.data_sha256,
+                                          stored.study_sha256, {"scikit-learn": "0.1"}), store)
     with pytest.warns(finder.StaleFinderModels, match="other library versions"):
         finder.finder_models(small_workbook, store)
+    # a file that is not a store of this format (an older joblib file, a truncated copy, another
+    # object) is named and refitted, once, with one warning
+    whole = store.read_bytes()
+    for content in (b"not a store", gzip.compress(pickle.dumps({"models": 1})), whole[: len(whole) // 2]):
+        store.write_bytes(content)
+        n_fits = len(fits)
+        with pytest.warns(finder.StaleFinderModels, match="could not be read") as caught:
+            assert finder.finder_models(small_workbook, store) == "fitted here"
+        assert len(caught) == 1 and len(fits) == n_fits + 1
+
+
+def test_a_stored_profile_reads_back_as_it_was_written(tmp_path):
+    from analysis import finder
+
+    models = finder.FinderModels({}, {"typical": pd.DataFrame({"Mn": [1.0, 2.5]})}, {}, "a" * 64, "b" * 64,
+                                 finder._versions())
+    path = finder.profile_store(tmp_path / "m.pickle.gz", "typical")
+    finder.save_store(models, path)
+    back = finder.load_store(path)
+    assert path.name == "m.typical.pickle.gz" and path.read_bytes()[:2] == b"\x1f\x8b"  # gzip
+    assert back.profiles == {"typical"} and back.training["typical"].equals(models.training["typical"])
+    assert (back.data_sha256, back.study_sha256, back.versions) == ("a" * 64, "b" * 64, finder._versions())
+
+
 
 
 @pytest.mark.slow
