@@ -272,6 +272,8 @@ def test_invert_command_refuses_a_known_value_before_computing():
 def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_workbook, monkeypatch):
     """The selection logic of `finder_models`, with a stand-in for the fitting (which takes minutes)."""
     from analysis import finder
+
+    monkeypatch.delenv("POLYINVERSE_CACHE", raising=False)  # every fit counted, none read from a cache
     from analysis.dataset import file_sha256, study_sha256
 
     fits = []
