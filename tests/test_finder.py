@@ -272,10 +272,9 @@ def test_invert_command_refuses_a_known_value_before_computing():
 def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_workbook, monkeypatch):
     """The selection logic of `finder_models`, with a stand-in for the fitting (which takes minutes)."""
     from analysis import finder
-
-    monkeypatch.delenv("POLYINVERSE_CACHE", raising=False)  # every fit counted, none read from a cache
     from analysis.dataset import file_sha256, study_sha256
 
+    monkeypatch.delenv("POLYINVERSE_CACHE", raising=False)  # every fit counted, none read from a cache
     fits = []
     monkeypatch.setattr(finder, "fit_finder_models",
                         lambda path, profiles: fits.append((path, profiles)) or "fitted here")
@@ -330,8 +329,6 @@ def test_a_stored_profile_reads_back_as_it_was_written(tmp_path):
     assert path.name == "m.typical.pickle.gz" and path.read_bytes()[:2] == b"\x1f\x8b"  # gzip
     assert back.profiles == {"typical"} and back.training["typical"].equals(models.training["typical"])
     assert (back.data_sha256, back.study_sha256, back.versions) == ("a" * 64, "b" * 64, finder._versions())
-
-
 
 
 @pytest.mark.slow
