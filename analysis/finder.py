@@ -159,6 +159,12 @@ def write_finder_models(out: Path | str = STORE, data: Path | str | None = None)
     return fitted
 
 
+def _warn_refit(reason: str, data: Path) -> None:
+    """Warn that a store does not serve (`reason`) and the models are fitted in the call instead."""
+    warnings.warn(f"{reason}; fitting the finder's models for {data.name} (minutes; `make finder` stores "
+                  "them)", StaleFinderModels, stacklevel=3)
+
+
 def finder_models(data: Path | str | None = None, store: Path | str = STORE,
                   noise: str = "ideal") -> FinderModels:
     """The stored finder models of profile `noise` (`profile_store`) when they belong to the workbook in
@@ -172,9 +178,7 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE,
         try:
             stored = load_store(part)
         except Exception as error:  # noqa: BLE001 (any unreadable file: an older format, a truncated copy)
-            warnings.warn(f"{part.name} could not be read ({type(error).__name__}: {error}); fitting the "
-                          "finder's models (minutes; `make finder` stores them again)", StaleFinderModels,
-                          stacklevel=2)
+            _warn_refit(f"{part.name} could not be read ({type(error).__name__}: {error})", path)
     if stored is not None:
         same_versions = stored.versions == _versions()
         same_data = stored.data_sha256 == file_sha256(path) or stored.study_sha256 == study_sha256(path)
@@ -182,11 +186,9 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE,
             return stored
         why = ("another workbook" if not same_data else f"other library versions ({stored.versions})"
                if not same_versions else f"profiles {sorted(stored.profiles)}, not {noise!r}")
-        warnings.warn(f"{part.name} was fitted on {why}; fitting the finder's models for {path.name} "
-                      "(minutes; `make finder` stores them)", StaleFinderModels, stacklevel=2)
+        _warn_refit(f"{part.name} was fitted on {why}", path)
     elif not part.exists() and store.exists():
-        warnings.warn(f"{store.name} has no models for the {noise!r} profile ({part.name} is missing); "
-                      "fitting them (minutes; `make finder` stores them)", StaleFinderModels, stacklevel=2)
+        _warn_refit(f"{store.name} has no models for the {noise!r} profile ({part.name} is missing)", path)
     key = file_sha256(path).encode() + noise.encode()
     return cached("finder_models", key, lambda: fit_finder_models(path, (noise,)))
 
