@@ -173,21 +173,20 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE,
     exists but does not serve."""
     path = dataset_path(data)
     store, part = Path(store), profile_store(store, noise)
-    stored = None
     if part.exists():
         try:
             stored = load_store(part)
         except Exception as error:  # noqa: BLE001 (any unreadable file: an older format, a truncated copy)
             _warn_refit(f"{part.name} could not be read ({type(error).__name__}: {error})", path)
-    if stored is not None:
-        same_versions = stored.versions == _versions()
-        same_data = stored.data_sha256 == file_sha256(path) or stored.study_sha256 == study_sha256(path)
-        if same_versions and same_data and noise in stored.profiles:
-            return stored
-        why = ("another workbook" if not same_data else f"other library versions ({stored.versions})"
-               if not same_versions else f"profiles {sorted(stored.profiles)}, not {noise!r}")
-        _warn_refit(f"{part.name} was fitted on {why}", path)
-    elif not part.exists() and store.exists():
+        else:
+            same_versions = stored.versions == _versions()
+            same_data = stored.data_sha256 == file_sha256(path) or stored.study_sha256 == study_sha256(path)
+            if same_versions and same_data and noise in stored.profiles:
+                return stored
+            why = ("another workbook" if not same_data else f"other library versions ({stored.versions})"
+                   if not same_versions else f"profiles {sorted(stored.profiles)}, not {noise!r}")
+            _warn_refit(f"{part.name} was fitted on {why}", path)
+    elif store.exists():
         _warn_refit(f"{store.name} has no models for the {noise!r} profile ({part.name} is missing)", path)
     key = file_sha256(path).encode() + noise.encode()
     return cached("finder_models", key, lambda: fit_finder_models(path, (noise,)))
