@@ -674,17 +674,23 @@ def achieved_table(frame: pd.DataFrame, noise: str = "typical", sets: dict[str, 
     return table
 
 
+def measured_sample(frame: pd.DataFrame, noise: str, n_rows: int, seed: int, observe: str = "composite"
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`n_rows` random rows of the workbook (seed `seed`) and the same rows measured with profile `noise`
+    and observation set `observe` (`measured_frame`, same seed)."""
+    rng = np.random.default_rng(seed)
+    rows = frame.iloc[np.sort(rng.choice(len(frame), n_rows, replace=False))]
+    return rows, measured_frame(rows, noise, observe, seed)
+
+
 def measured_inversions(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
                         jobs: int | None = None, observe: str = "composite") -> tuple[pd.DataFrame, ...]:
     """`n_rows` random rows of the workbook (seed `seed`), measured with profile `noise` and observation
     set `observe` (the frame needs the observables sheet for cAIBN_time and branching) and inverted with
     what they observe: the rows, and the inversion's table (`roundtrip.invert_rows`)."""
-    extra = parse_observe(observe)
-    if "sample2" in extra:
+    if "sample2" in parse_observe(observe):
         raise ObservationError("the inversion takes one sample: sample2 has no coverage check")
-    rng = np.random.default_rng(seed)
-    rows = frame.iloc[np.sort(rng.choice(len(frame), n_rows, replace=False))]
-    measured = measured_frame(rows, noise, extra, seed)
+    rows, measured = measured_sample(frame, noise, n_rows, seed, observe)
     return rows, invert_rows(measured, jobs=jobs, noise=noise)
 
 

@@ -28,7 +28,7 @@ from analysis.design import CENTRE, TARGETS, as_dict, from_unit, to_unit, unit_s
 from analysis.inversion import SHIFT_BOUND, forward, invert, measurement_noise, nuisances, residuals
 from analysis.measurement import PROFILES
 from analysis.roundtrip import observation_of
-from analysis.what_to_measure import measured_frame, parse_observe
+from analysis.what_to_measure import measured_sample
 from analysis.workers import parallel_map
 
 ROWS = (3725, 4405, 3906)  # missed the initiator with a known temperature (composite,temp, seed 11)
@@ -101,9 +101,7 @@ def _row(job: tuple) -> str:
 
 def main(observe: str = "composite,temp", steps: int = 20000, *rows: int, noise: str = "typical") -> None:
     frame = load_dataset(observables=True)
-    rng = np.random.default_rng(11)
-    sample = frame.iloc[np.sort(rng.choice(len(frame), 80, replace=False))]
-    measured = measured_frame(sample, noise, parse_observe(observe), 11)
+    sample, measured = measured_sample(frame, noise, 80, 11, observe)
     chosen = [r for r in (rows or ROWS) if r in sample.index]
     jobs = [(idx, sample.loc[idx], measured.loc[idx], noise, steps) for idx in chosen]
     for text in parallel_map(_row, jobs, None):

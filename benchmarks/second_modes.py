@@ -23,7 +23,7 @@ from analysis.design import CENTRE, TARGETS
 from analysis.inversion import conditional_fit, invert, measurement_noise
 from analysis.measurement import PROFILES
 from analysis.roundtrip import observation_of
-from analysis.what_to_measure import measured_frame, parse_observe
+from analysis.what_to_measure import measured_sample
 from analysis.workers import parallel_map
 
 MARGIN = 2.0  # chi² units: a lower minimum than this is a different mode, not the optimiser's tolerance
@@ -47,9 +47,7 @@ def _row(job: tuple) -> dict:
 
 def main(n: int = 40, observe: str = "composite", noise: str = "typical") -> None:
     frame = load_dataset(observables=True)
-    rng = np.random.default_rng(11)
-    rows = frame.iloc[np.sort(rng.choice(len(frame), n, replace=False))]
-    measured = measured_frame(rows, noise, parse_observe(observe), 11)
+    rows, measured = measured_sample(frame, noise, n, 11, observe)
     out = parallel_map(_row, [(rows.loc[i], measured.loc[i], noise) for i in rows.index])
     for r in out:
         print(" ".join(f"{t} {r[t]:g}" for t in TARGETS),
