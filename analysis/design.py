@@ -71,6 +71,20 @@ LOG_SCALED = ("cAIBN_0",)  # initiator enters the rates through its square root:
 CENTRE = {"cBA_0": 1.75, "cAIBN_0": 0.007, "temp": 70.0, "time": 1800.0}  # ~ the box's centre (log AIBN)
 
 
+def target_to_unit(name: str, x: np.ndarray | float) -> np.ndarray:
+    """Values of one target -> its unit-box coordinate (log scale for cAIBN_0); not clipped."""
+    lo, hi = BOX[name]
+    x = np.asarray(x, float)
+    return np.log(x / lo) / np.log(hi / lo) if name in LOG_SCALED else (x - lo) / (hi - lo)
+
+
+def target_from_unit(name: str, u: np.ndarray | float) -> np.ndarray:
+    """Unit-box coordinates of one target -> its values (the inverse of `target_to_unit`)."""
+    lo, hi = BOX[name]
+    u = np.asarray(u, float)
+    return lo * np.exp(u * np.log(hi / lo)) if name in LOG_SCALED else lo + u * (hi - lo)
+
+
 def to_unit(values: np.ndarray | dict) -> np.ndarray:
     """Recipe(s) -> coordinates in [0, 1] per target (cAIBN_0 on a log scale); clipped into the box.
 
@@ -80,9 +94,7 @@ def to_unit(values: np.ndarray | dict) -> np.ndarray:
     y = np.asarray(values, float)
     out = np.empty_like(y)
     for j, name in enumerate(TARGETS):
-        lo, hi = BOX[name]
-        v = np.clip(y[..., j], lo, hi)
-        out[..., j] = (np.log(v / lo) / np.log(hi / lo)) if name in LOG_SCALED else (v - lo) / (hi - lo)
+        out[..., j] = target_to_unit(name, np.clip(y[..., j], *BOX[name]))
     return out
 
 
@@ -91,11 +103,7 @@ def from_unit(u: np.ndarray) -> np.ndarray:
     u = np.asarray(u, float)
     out = np.empty_like(u)
     for j, name in enumerate(TARGETS):
-        lo, hi = BOX[name]
-        if name in LOG_SCALED:
-            out[..., j] = lo * np.exp(u[..., j] * np.log(hi / lo))
-        else:
-            out[..., j] = lo + u[..., j] * (hi - lo)
+        out[..., j] = target_from_unit(name, u[..., j])
     return out
 
 
