@@ -13,17 +13,19 @@ digits of the arithmetic.  So the inversion reports the posterior instead.  It p
 the temperature: at each temperature of a grid over the design's box, SciPy's bounded trust-region least
 squares finds the best cBA_0, cAIBN_0 and time (in the unit box of `design`, log scale for the
 initiator); around each such point the posterior is Gaussian (Laplace), with the prior uniform in the
-design's box in original units.  The posterior is the mixture of these pieces, weighted by
-exp(-chi²/2) x their volume x the prior density.  If even the best point misfits by more than the noise
-(chi² per value above 1), the noise is scaled up by that ratio (Birge ratio) before weighting, so that a
-poor fit gives wide intervals, not false precision.  With an SEC instrument (`measurement_noise`) the
+design's box in original units: it cuts each piece at the box and does not narrow it.  The posterior is
+the mixture of these pieces, weighted by exp(-chi²/2) x their volume inside the box x the prior
+density.  If even the best point misfits by more than the noise (chi² per value above 1), the noise is
+scaled up by that ratio (Birge ratio) before weighting, so that a poor fit gives wide intervals, not
+false precision.  With an SEC instrument (`measurement_noise`) the
 calibration's shift of log M is a fifth fitted parameter with its prior, marginalised in the same Laplace
 step; a shift traded against the chains' length can then fit a trace in two ways (more initiator and a
 shorter time, or less and a longer one), so the walk looks for other minima (`other_minima`) and walks a
 branch from each, the posterior mixing all branches.  Reported: the posterior mean and median and a
-central credible interval per target, and the recipe on the valley at the posterior median temperature
-(the other three fitted there), which is the recipe to run: a point of the valley makes the polymer
-again, the mean of a curved valley need not.
+highest-density credible interval per target (`calibration` scales it to its level on measured data),
+and the recipe on the valley at the posterior median temperature (the other three fitted there), which
+is the recipe to run: a point of the valley makes the polymer again, the mean of a curved valley need
+not.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
-from scipy.special import ndtr
+from scipy.special import log_ndtr, ndtr
 
-from .design import BOX, CENTRE, TARGETS, as_dict, from_unit, to_unit, unit_span
+from .design import BOX, CENTRE, TARGETS, as_dict, from_unit, target_to_unit, to_unit, unit_span
 from .kinetics import Recipe
 from .measurement import PROFILES, Profile, measured_trace, trace_operator, whitening
 from .mmd import DLOGM, N_POINTS, l1_distance
@@ -62,6 +64,7 @@ XTOL = 1e-5  # optimiser tolerance in unit-box coordinates (1e-5 of each range)
 VALLEY_TOL = 1e-3  # the free fit's: it only has to reach the valley, where the conditional fits polish
 JAC_STEP = 1e-3  # difference step of the Laplace Jacobian, unit-box coordinates
 HPD_POINTS = 4001  # grid of a marginal for its highest-density interval
+PRIOR_FLOOR = 0.01  # precision per unit coordinate that keeps a flat piece finite (the box cuts it)
 SAME_MINIMUM = 0.01  # unit-box distance under which two fits at one temperature are the same minimum
 # initiator and time (unit box) the search for other minima starts from: more initiator and a shorter time
 # against less and a longer one, their chains' length traded against the calibration's shift
@@ -383,12 +386,14 @@ def profile_table(points: list[ProfilePoint]) -> pd.DataFrame:
 
 @dataclass
 class Posterior:
-    """The posterior over the recipe along the valley, and its summaries (original units)."""
+    """The posterior over the recipe along the valley, and its summaries (original units).  Each profile
+    point's piece is Gaussian in the unit-box coordinates of the other targets (log scale for the
+    initiator, so log-normal in mol/L), cut at the box; along the temperature it is uniform over its cell."""
 
     temps: np.ndarray  # the temperature of each profile point (°C; the grid, once per branch)
     weights: np.ndarray  # posterior mass of each profile point (sums to 1)
     centres: np.ndarray  # (points, 4) the profile recipes
-    sds: np.ndarray  # (points, 4) conditional standard deviations (temp: half the cell, uniform)
+    sds: np.ndarray  # (points, 4) conditional standard deviations, linearised to original units
     cells: np.ndarray  # (points, 2) the temperature cell each point stands for
     inflation: float  # noise scale-up (Birge ratio) applied to the likelihood, >= 1
     n_observed: int
@@ -396,53 +401,79 @@ class Posterior:
     mean: dict = field(default_factory=dict)
     median: dict = field(default_factory=dict)
     branch: np.ndarray | None = None  # the branch (minimum of the misfit) each point belongs to
+    unit_centres: np.ndarray | None = None  # (points, 4) the profile recipes' unit-box coordinates
+    unit_sds: np.ndarray | None = None  # (points, 4) the pieces' standard deviations there
+
+    def _piece(self, target: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per value and piece: the standardised unit coordinate, and each piece's CDF at the box's low end
+        and its mass inside the box (along this target)."""
+        j = TARGETS.index(target)
+        c, s = self.unit_centres[:, j], np.maximum(self.unit_sds[:, j], 1e-300)
+        low = ndtr(-c / s)
+        inside = np.maximum(ndtr((1.0 - c) / s) - low, 1e-300)
+        return (target_to_unit(target, x)[:, None] - c) / s, low, inside
 
     def cdf(self, target: str, x: np.ndarray) -> np.ndarray:
         """Marginal posterior CDF of one target at the values x."""
-        x = np.atleast_1d(np.asarray(x, float))[:, None]
+        x = np.atleast_1d(np.asarray(x, float))
         if target == PROFILE_TARGET:
             lo, hi = self.cells[:, 0], self.cells[:, 1]
-            part = np.clip((x - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
+            part = np.clip((x[:, None] - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
         else:
-            j = TARGETS.index(target)
-            part = ndtr((x - self.centres[:, j]) / np.maximum(self.sds[:, j], 1e-300))
+            z, low, inside = self._piece(target, np.clip(x, *BOX[target]))
+            part = np.clip((ndtr(z) - low) / inside, 0.0, 1.0)
         return part @ self.weights
 
     def quantile(self, target: str, q: float) -> float:
         """Marginal posterior quantile of one target, by bisection on its CDF."""
-        j = TARGETS.index(target)
-        lo = float(np.min(self.centres[:, j] - 8 * self.sds[:, j]))
-        hi = float(np.max(self.centres[:, j] + 8 * self.sds[:, j]))
-        if target == PROFILE_TARGET:
-            lo, hi = float(self.cells.min()), float(self.cells.max())
+        lo, hi = self._support(target)
         for _ in range(80):
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if self.cdf(target, mid)[0] < q else (lo, mid)
         return 0.5 * (lo + hi)
 
     def density(self, target: str, x: np.ndarray) -> np.ndarray:
-        """Marginal posterior density of one target at the values x (not renormalised to the box)."""
-        x = np.atleast_1d(np.asarray(x, float))[:, None]
+        """Marginal posterior density of one target at the values x (in the box)."""
+        x = np.atleast_1d(np.asarray(x, float))
         if target == PROFILE_TARGET:
             lo, hi = self.cells[:, 0], self.cells[:, 1]
-            inside = (x >= lo) & (x <= hi)
+            inside = (x[:, None] >= lo) & (x[:, None] <= hi)
             return (inside / np.maximum(hi - lo, 1e-12)) @ self.weights
         j = TARGETS.index(target)
-        sd = np.maximum(self.sds[:, j], 1e-300)
-        return np.exp(-0.5 * ((x - self.centres[:, j]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)) @ self.weights
+        z, _, mass = self._piece(target, x)
+        pdf = np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * np.maximum(self.unit_sds[:, j], 1e-300) * mass)
+        slope = 1.0 / np.maximum(unit_span(np.outer(x, np.ones(len(TARGETS))))[:, j], 1e-300)
+        return (pdf @ self.weights) * slope
+
+    def _support(self, target: str) -> tuple[float, float]:
+        """The part of the box where a target's marginal has mass (the pieces' centres +- 8 sd)."""
+        lo_box, hi_box = BOX[target]
+        if target == PROFILE_TARGET:
+            return float(self.cells.min()), float(self.cells.max())
+        j = TARGETS.index(target)
+        c, s = self.unit_centres[:, j], self.unit_sds[:, j]
+        u = np.clip([np.min(c - 8 * s), np.max(c + 8 * s)], 0.0, 1.0)
+        lo, hi = from_unit(np.outer(u, np.ones(len(TARGETS))))[:, j]
+        return max(lo_box, float(lo)), min(hi_box, float(hi))
+
+    def marginal_mean(self, target: str) -> float:
+        """Posterior mean of one target (its pieces cut at the box)."""
+        if target == PROFILE_TARGET:
+            return float(self.weights @ self.cells.mean(axis=1))
+        lo, hi = self._support(target)
+        if hi <= lo:
+            return lo
+        x = np.linspace(lo, hi, HPD_POINTS)
+        d = self.density(target, x)
+        return float(np.trapezoid(x * d, x) / np.trapezoid(d, x)) if d.sum() > 0 else 0.5 * (lo + hi)
 
     def interval(self, level: float = 0.90) -> dict[str, tuple[float, float]]:
         """Highest-posterior-density credible interval of each target, in the box: the smallest set of
         values holding `level` of the posterior mass inside the box (reported as its hull).  Unlike a
         central interval it reaches a bound where the posterior piles up against it."""
         out = {}
-        for j, t in enumerate(TARGETS):
-            lo_box, hi_box = BOX[t]
-            if t == PROFILE_TARGET:
-                lo, hi = lo_box, hi_box
-            else:
-                lo = max(lo_box, float(np.min(self.centres[:, j] - 8 * self.sds[:, j])))
-                hi = min(hi_box, float(np.max(self.centres[:, j] + 8 * self.sds[:, j])))
+        for t in TARGETS:
+            lo, hi = BOX[t] if t == PROFILE_TARGET else self._support(t)
             x = np.linspace(lo, hi, HPD_POINTS) if hi > lo else np.array([lo])
             mass = self.density(t, x)
             if mass.sum() <= 0 or len(x) == 1:
@@ -472,19 +503,28 @@ class Posterior:
 def _log_weights(points: list[ProfilePoint], inflation: float) -> tuple[np.ndarray, np.ndarray]:
     """Log posterior mass of each profile point per unit temperature, and its conditional covariance
     (3 x 3, unit coordinates, the nuisances marginalised).  Laplace: exp(-chi²/2) x sqrt(det C) x prior
-    density; the prior is uniform in original units, i.e. a density prod(unit_span) in unit coordinates,
-    and contributes a precision of 12 per unit coordinate (the variance of a uniform box) so that flat
-    directions stay bounded; a nuisance's standard normal prior is already a residual of chi²."""
+    density; the prior is uniform in original units, i.e. a density prod(unit_span) in unit coordinates.
+    It cuts the pieces at the box (`posterior_from_profile` weighs each by its mass inside) and does not
+    narrow them: only a precision of PRIOR_FLOOR per unit coordinate keeps a flat direction's piece
+    finite.  A nuisance's standard normal prior is already a residual of chi²."""
     logw, covs = [], []
     for p in points:
         n = p.jac.shape[1] - len(FREE)
-        precision = p.jac.T @ p.jac / inflation + np.diag(np.r_[np.full(len(FREE), 12.0), np.zeros(n)])
+        precision = p.jac.T @ p.jac / inflation + np.diag(np.r_[np.full(len(FREE), PRIOR_FLOOR), np.zeros(n)])
         cov = np.linalg.inv(precision)
         _, logdet = np.linalg.slogdet(cov)
         prior = np.log(unit_span(from_unit(p.u))[FREE]).sum()
         logw.append(-0.5 * p.chi2 / inflation + 0.5 * logdet + prior)
         covs.append(cov[: len(FREE), : len(FREE)])
     return np.array(logw), np.array(covs)
+
+
+def _log_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log(Phi(b) - Phi(a)) for a <= b, without cancellation in either tail."""
+    flip = a > 0  # both in the upper tail: the same mass, mirrored
+    a, b = np.where(flip, -b, a), np.where(flip, -a, b)
+    lb, la = log_ndtr(b), log_ndtr(a)
+    return lb + np.log1p(-np.exp(np.minimum(la - lb, -1e-300)))
 
 
 def _same_minimum(a: ProfilePoint, b: ProfilePoint) -> bool:
@@ -512,17 +552,21 @@ def posterior_from_profile(temps: np.ndarray, points: list[ProfilePoint] | list[
     chi2 = np.array([p.chi2 for p in kept])
     inflation = max(1.0, float(chi2.min()) / n_obs)
     logw, covs = _log_weights(kept, inflation)
+    units = np.array([p.u[: len(TARGETS)] for p in kept])
+    unit_sds = np.zeros_like(units)
+    unit_sds[:, FREE] = np.sqrt(np.einsum("kii->ki", covs))
+    lo_t, hi_t = BOX[PROFILE_TARGET]
+    unit_sds[:, J_PROFILE] = (cells[:, 1] - cells[:, 0]) / np.sqrt(12.0) / (hi_t - lo_t)
+    # each piece's mass inside the box: a fit against a bound has about half of its Gaussian outside
+    c, s = units[:, FREE], np.maximum(unit_sds[:, FREE], 1e-300)
+    logw = logw + _log_mass(-c / s, (1.0 - c) / s).sum(axis=1)
     mass = np.exp(logw - logw.max()) * (cells[:, 1] - cells[:, 0])  # density x cell width
     weights = mass / mass.sum()
-    centres = np.array([from_unit(p.u) for p in kept])
-    span = unit_span(centres)
-    sds = np.zeros_like(centres)
-    sds[:, FREE] = np.sqrt(np.einsum("kii->ki", covs)) * span[:, FREE]
-    sds[:, J_PROFILE] = (cells[:, 1] - cells[:, 0]) / np.sqrt(12.0)
+    centres = from_unit(units)
+    sds = unit_sds * unit_span(centres)
     post = Posterior(temps[at], weights, centres, sds, cells, inflation, n_obs, float(chi2.min()),
-                     branch=np.array(branch))
-    post.mean = {t: float(weights @ centres[:, j]) for j, t in enumerate(TARGETS)}
-    post.mean[PROFILE_TARGET] = float(weights @ cells.mean(axis=1))
+                     branch=np.array(branch), unit_centres=units, unit_sds=unit_sds)
+    post.mean = {t: post.marginal_mean(t) for t in TARGETS}
     post.median = {t: post.quantile(t, 0.5) for t in TARGETS}
     return post
 

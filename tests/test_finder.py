@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import ndtr
 
 from analysis.design import BOX, CENTRE, TARGETS, from_unit, to_unit
 from analysis.finder import KNOWN_MISFIT, check_known, find_recipe
 from analysis.inversion import (
     NOISE,
+    PRIOR_FLOOR,
     Observation,
     ProfilePoint,
     conditional_fit,
@@ -77,22 +79,52 @@ def test_the_posterior_is_a_distribution_over_the_box(noise_free):
             assert post.cdf(t, post.quantile(t, q))[0] == pytest.approx(q, abs=1e-6)
 
 
+def _inside_box(u: np.ndarray, jac: np.ndarray) -> float:
+    """The mass inside the unit box of a Gaussian piece at u with precision jac'jac + PRIOR_FLOOR (the
+    free targets: cBA_0, cAIBN_0, time)."""
+    sd = 1.0 / np.sqrt(np.diag(jac.T @ jac) + PRIOR_FLOOR)
+    c = u[[0, 1, 3]]
+    return float(np.prod(ndtr((1.0 - c) / sd) - ndtr(-c / sd)))
+
+
 def test_posterior_weights_by_hand():
     # three profile points with the same fit quality and curvature: the mass of each is its cell's
     # width times the prior density, uniform in mol/L, i.e. proportional to its cAIBN_0 in the box's
-    # log coordinates; a fourth point 4 chi² units worse weighs exp(-2) as much
+    # log coordinates, times the share of its piece inside the box (about half for the one at the
+    # initiator's lower bound); a fourth point 4 chi² units worse weighs exp(-2) as much
     jac = np.eye(103, 3) * 50.0
     u = [to_unit({"cBA_0": 1.0, "cAIBN_0": c, "temp": t, "time": 1200.0})
          for c, t in ((0.01, 60.0), (0.005, 70.0), (0.0025, 80.0))]
     points = [ProfilePoint(x, 100.0, jac) for x in u]
     post = posterior_from_profile(np.array([60.0, 70.0, 80.0]), points)
     widths = np.array([5.0, 10.0, 5.0])
-    expected = widths * np.array([0.01, 0.005, 0.0025])
+    inside = np.array([_inside_box(x, jac) for x in u])
+    assert inside[2] == pytest.approx(0.5, abs=1e-6) and inside[0] == pytest.approx(1.0, abs=1e-9)
+    expected = widths * np.array([0.01, 0.005, 0.0025]) * inside
     np.testing.assert_allclose(post.weights, expected / expected.sum(), rtol=1e-9)
     assert post.inflation == pytest.approx(100.0 / 103 if 100.0 / 103 > 1 else 1.0)
     worse = points[:2] + [ProfilePoint(u[2], 104.0, jac)]
     ratio = posterior_from_profile(np.array([60.0, 70.0, 80.0]), worse).weights
     assert ratio[2] / ratio[1] == pytest.approx(post.weights[2] / post.weights[1] * np.exp(-2.0), rel=1e-9)
+
+
+def test_a_piece_against_a_bound_is_cut_there_not_moved():
+    # one temperature, its fit on the initiator's lower bound, sd 0.2 of the log range: the marginal is the
+    # Gaussian's upper half (a half-normal in the log coordinate), so it integrates to one inside the box,
+    # its 90 % interval starts at the bound and ends at 1.645 sd, and its median lies 0.674 sd inside
+    jac = np.zeros((103, 3))
+    jac[[0, 1, 2], [0, 1, 2]] = 50.0, 5.0, 50.0
+    u = to_unit({"cBA_0": 1.0, "cAIBN_0": BOX["cAIBN_0"][0], "temp": 70.0, "time": 1200.0})
+    post = posterior_from_profile(np.array([70.0]), [ProfilePoint(u, 100.0, jac)])
+    sd = 1.0 / np.sqrt(25.0 + PRIOR_FLOOR)
+    x = np.linspace(*BOX["cAIBN_0"], 20001)
+    assert np.trapezoid(post.density("cAIBN_0", x), x) == pytest.approx(1.0, abs=1e-4)
+    ends = post.cdf("cAIBN_0", np.array(BOX["cAIBN_0"]))
+    assert ends == pytest.approx([0.0, 1.0], abs=1e-12)
+    lo, hi = post.interval()["cAIBN_0"]
+    u_hi = to_unit({**CENTRE, "cAIBN_0": hi})[1]
+    assert lo == BOX["cAIBN_0"][0] and u_hi == pytest.approx(1.6449 * sd, abs=1e-3)
+    assert to_unit({**CENTRE, "cAIBN_0": post.median["cAIBN_0"]})[1] == pytest.approx(0.6745 * sd, abs=1e-4)
 
 
 def test_a_fit_worse_than_the_noise_widens_the_posterior():
@@ -389,8 +421,10 @@ def test_two_branches_mix_and_a_shared_minimum_counts_once():
     np.testing.assert_array_equal(post.branch, [0, 0, 0, 1, 1])
     np.testing.assert_array_equal(post.temps, [60.0, 70.0, 80.0, 70.0, 80.0])
     alone = posterior_from_profile(grid, first)
-    # same cells, same curvature: the ratio of two points' mass is their prior density x exp(-chi²/2)
-    assert post.weights[3] / post.weights[1] == pytest.approx(0.015 / 0.005 * np.exp(-1.0), rel=1e-9)
+    # same cells, same curvature: the ratio of two points' mass is their prior density x exp(-chi²/2) x
+    # the ratio of their shares inside the box
+    box = _inside_box(second[1].u, jac) / _inside_box(first[1].u, jac)
+    assert post.weights[3] / post.weights[1] == pytest.approx(0.015 / 0.005 * np.exp(-1.0) * box, rel=1e-9)
     assert post.weights[0] / post.weights[1] == pytest.approx(alone.weights[0] / alone.weights[1], rel=1e-9)
 
 
