@@ -79,10 +79,13 @@ tune: venv
 	$(BIN)/python -m analysis tune
 	$(BIN)/python -m analysis tune --nested
 	$(BIN)/python -m analysis tune --finder
+	$(ONE_THREAD) $(BIN)/python -m analysis tune --calibrate
 
-## finder: fit and store the finder's models and domains for the workbook, per measurement profile (data/finder_models*.pickle.gz)
+## finder: fit and store the finder's models and domains for the workbook, per measurement profile
+## (data/finder_models*.pickle.gz), and calibrate the inversion's intervals (data/interval_calibration.json)
 finder: venv
 	$(BIN)/python -m analysis tune --finder
+	$(ONE_THREAD) $(BIN)/python -m analysis tune --calibrate
 
 ## bench: speed figures of the engines, the inversion and the cluster path (prints ratios to the targets)
 bench: venv

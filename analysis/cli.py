@@ -107,9 +107,22 @@ def _tune(args: argparse.Namespace) -> int:
     from .hyperparameters import NESTED_SEARCH, STUDY_SEARCH
     from .tuning import run_nested, run_study_search
 
+    if args.finder and args.calibrate:
+        raise DatasetError("--finder and --calibrate are two runs: give one (`make finder` runs both)")
     if args.out:
         check_writable(args.out, "JSON file" if not args.finder else "model file")
     start = time.perf_counter()
+    if args.calibrate:
+        from .calibration import CALIBRATION
+        from .what_to_measure import write_calibration
+
+        stored = write_calibration(args.data, out=args.out or CALIBRATION)
+        for noise, sets in stored["factors"].items():
+            for name, factors in sets.items():
+                print(f"{noise} {name}: " + " ".join(f"{t} {q:.3f}" for t, q in factors.items()))
+        print(f"intervals calibrated in {time.perf_counter() - start:.0f} s; stored in "
+              f"{args.out or CALIBRATION}", file=sys.stderr)
+        return 0
     if args.finder:
         from .finder import STORE, write_finder_models
 
@@ -280,6 +293,12 @@ def _print_recipe(result: dict) -> None:
               f"(machine learning: {ml:.4g})")
     print(f"temperature and initiator trade along the valley: posterior correlation "
           f"{post['correlation_temp_cAIBN_0']:+.2f}")
+    cal = result["calibration"]
+    how = {"calibrated": f"calibrated for {cal['observed']}",
+           "largest of the calibrated sets": f"{cal['observed']} is not calibrated: the largest factors of "
+                                             "the calibrated sets",
+           "uncalibrated": "not calibrated for this profile: the posterior's own"}[cal["basis"]]
+    print(f"intervals: {how} (factors " + ", ".join(f"{k} {q:.2f}" for k, q in cal["factors"].items()) + ")")
     rt = result["roundtrip"]
     ml_l1 = result["ml"]["roundtrip"]["mmd_l1"]
     print(f"round trip: MMD L1 {rt['mmd_l1']:.4f} (machine-learning recipe: {ml_l1:.4f})")
@@ -344,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finder", action="store_true",
                    help="fit the finder's models and domain once and store them "
                         "(data/finder_models.pickle.gz)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="calibrate the physics inversion's 90 %% intervals on measured rows of half the "
+                        "recipes and store the factors (data/interval_calibration.json; about 30 minutes)")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .calibration import interval_factors, set_name, widen
 from .dataset import DATA_DIR, dataset_path, file_sha256, load_dataset, study_sha256
 from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
 from .domain import Domain
@@ -282,6 +283,9 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     obs = Observation(w, cBA_time, Mn, Mw, cAIBN_time, branching, time, temp)
     sigma = measurement_noise(obs, PROFILES[noise])
     result = invert(obs, starts=[clip_to_box({**ml_recipe, **known}), {**CENTRE, **known}], noise=sigma)
+    observed = set_name(obs.extras + obs.known)
+    factors, basis = interval_factors(noise, observed)
+    interval = widen(result.interval, factors)
     warnings_ = verdict.reasons() + disagreements(result.recipe, obs, sigma)
     failed = result.inflation > FAILED_FIT
     if obs.known and result.inflation > KNOWN_MISFIT:
@@ -299,9 +303,11 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
                              "polymer may come from outside the trained ranges")
     out = {
         "recipe": result.recipe,
-        "interval": {k: list(v) for k, v in result.interval.items()},
+        "interval": {k: list(v) for k, v in interval.items()},
         "posterior": {"mean": result.mean, "median": result.median, "level": result.level,
-                      "correlation_temp_cAIBN_0": result.correlation, "noise_inflation": result.inflation},
+                      "correlation_temp_cAIBN_0": result.correlation, "noise_inflation": result.inflation,
+                      "interval": {k: list(v) for k, v in result.interval.items()}},
+        "calibration": {"observed": observed, "basis": basis, "factors": factors},
         "ml": {"recipe": ml_recipe, "interval": {k: list(v) for k, v in ml_interval.items()},
                "roundtrip": roundtrip(ml_recipe, w, cBA_time, Mn, Mw)},
         "roundtrip": roundtrip(result.recipe, w, cBA_time, Mn, Mw),

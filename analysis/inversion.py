@@ -38,7 +38,17 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.special import log_ndtr, ndtr
 
-from .design import BOX, CENTRE, TARGETS, as_dict, from_unit, target_to_unit, to_unit, unit_span
+from .design import (
+    BOX,
+    CENTRE,
+    TARGETS,
+    as_dict,
+    from_unit,
+    target_from_unit,
+    target_to_unit,
+    to_unit,
+    unit_span,
+)
 from .kinetics import Recipe
 from .measurement import PROFILES, Profile, measured_trace, trace_operator, whitening
 from .mmd import DLOGM, N_POINTS, l1_distance
@@ -453,8 +463,10 @@ class Posterior:
         j = TARGETS.index(target)
         c, s = self.unit_centres[:, j], self.unit_sds[:, j]
         u = np.clip([np.min(c - 8 * s), np.max(c + 8 * s)], 0.0, 1.0)
-        lo, hi = from_unit(np.outer(u, np.ones(len(TARGETS))))[:, j]
-        return max(lo_box, float(lo)), min(hi_box, float(hi))
+        lo, hi = target_from_unit(target, u)
+        # a bound is the bound itself, not its round trip through the log coordinate (0.02 -> 0.0199...)
+        lo = lo_box if u[0] <= 0.0 else max(lo_box, float(lo))
+        return lo, hi_box if u[1] >= 1.0 else min(hi_box, float(hi))
 
     def marginal_mean(self, target: str) -> float:
         """Posterior mean of one target (its pieces cut at the box)."""

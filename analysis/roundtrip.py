@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from .calibration import interval_factors, set_name, widen
 from .design import CENTRE, TARGETS, clip_to_box
 from .inversion import Observation, forward, invert, measurement_noise
 from .measurement import PROFILES
@@ -59,19 +60,35 @@ def _invert_one(job: tuple) -> dict:
     return {"index": idx, **result.recipe, **{f"{t} mean": result.mean[t] for t in TARGETS},
             **{f"{t} low": result.interval[t][0] for t in TARGETS},
             **{f"{t} high": result.interval[t][1] for t in TARGETS},
-            "mmd_l1": result.mmd_l1, "seconds": time.perf_counter() - tic}
+            "mmd_l1": result.mmd_l1, "seconds": time.perf_counter() - tic,
+            "observed": set_name(obs.extras + obs.known)}
 
 
-def invert_rows(rows: pd.DataFrame, starts: pd.DataFrame | None = None,
-                jobs: int | None = None, noise: str = "ideal") -> pd.DataFrame:
+def invert_rows(rows: pd.DataFrame, starts: pd.DataFrame | None = None, jobs: int | None = None,
+                noise: str = "ideal", calibrated: bool = True) -> pd.DataFrame:
     """Physics inversion of observed rows (composite observables and any of `CONDITIONS`' columns, measured
-    with the profile `noise`),
-    started from the given recipes (e.g. a model's predictions) and the domain's centre, in parallel
-    processes: the recipe on the valley at the posterior median temperature, the posterior means, the
-    90 % credible intervals, the MMD L1 distance of the round trip and the seconds each row took."""
+    with the profile `noise`), started from the given recipes (e.g. a model's predictions) and the
+    domain's centre, in parallel processes: the recipe on the valley at the posterior median temperature,
+    the posterior means, the 90 % credible intervals (`calibrated` by the stored factors of the profile and
+    observation set, `calibration.interval_factors`), the MMD L1 distance of the round trip, the seconds
+    each row took and the observation set."""
     jobs_ = [(idx, row, None if starts is None else clip_to_box(starts.loc[idx, TARGETS].to_dict()), noise)
              for idx, row in rows.iterrows()]
-    return pd.DataFrame(parallel_map(_invert_one, jobs_, jobs)).set_index("index")
+    out = pd.DataFrame(parallel_map(_invert_one, jobs_, jobs)).set_index("index")
+    return calibrated_table(out, noise) if calibrated else out
+
+
+def calibrated_table(inverted: pd.DataFrame, noise: str) -> pd.DataFrame:
+    """`invert_rows`' table with each row's intervals widened by the stored factors of the profile `noise`
+    and the row's observation set (`calibration.interval_factors`)."""
+    out = inverted.copy()
+    for name, part in out.groupby("observed"):
+        factors, _ = interval_factors(noise, name)
+        for idx in part.index:
+            given = {t: (out.at[idx, f"{t} low"], out.at[idx, f"{t} high"]) for t in TARGETS}
+            for t, (low, high) in widen(given, factors).items():
+                out.at[idx, f"{t} low"], out.at[idx, f"{t} high"] = low, high
+    return out
 
 
 def roundtrip_summary(trips: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -24,12 +24,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from .dataset import OBSERVABLES
+from .calibration import CALIBRATION, SPLIT_SEED, conformal_factor, recipe_half, scores, set_name
+from .calibration import COMPOSITE as COMPOSITE_OBSERVABLES
+from .dataset import OBSERVABLES, load_dataset
 from .design import (
     BOX,
     CAIBN0_LEVELS,
@@ -45,6 +48,7 @@ from .design import (
 )
 from .evaluation import recipe_fold_indices
 from .features import physics_features
+from .hyperparameters import stamp, write_stored
 from .identifiability import (
     COMPOSITE,
     EXTENDED,
@@ -674,36 +678,92 @@ def achieved_table(frame: pd.DataFrame, noise: str = "typical", sets: dict[str, 
     return table
 
 
-def measured_sample(frame: pd.DataFrame, noise: str, n_rows: int, seed: int, observe: str = "composite"
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`n_rows` random rows of the workbook (seed `seed`) and the same rows measured with profile `noise`
-    and observation set `observe` (`measured_frame`, same seed)."""
+def measured_sample(frame: pd.DataFrame, noise: str, n_rows: int, seed: int, observe: str = "composite",
+                    recipes: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`n_rows` random rows of the workbook (seed `seed`; of one half of its recipes if `recipes` names it,
+    `calibration.recipe_half`) and the same rows measured with profile `noise` and observation set
+    `observe` (`measured_frame`, same seed)."""
+    pool = frame if recipes is None else frame[recipe_half(frame, recipes)]
     rng = np.random.default_rng(seed)
-    rows = frame.iloc[np.sort(rng.choice(len(frame), n_rows, replace=False))]
+    rows = pool.iloc[np.sort(rng.choice(len(pool), n_rows, replace=False))]
     return rows, measured_frame(rows, noise, observe, seed)
 
 
 def measured_inversions(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
-                        jobs: int | None = None, observe: str = "composite") -> tuple[pd.DataFrame, ...]:
-    """`n_rows` random rows of the workbook (seed `seed`), measured with profile `noise` and observation
-    set `observe` (the frame needs the observables sheet for cAIBN_time and branching) and inverted with
-    what they observe: the rows, and the inversion's table (`roundtrip.invert_rows`)."""
+                        jobs: int | None = None, observe: str = "composite", recipes: str | None = None,
+                        calibrated: bool = True) -> tuple[pd.DataFrame, ...]:
+    """`n_rows` random rows of the workbook (seed `seed`, of the half `recipes` if given), measured with
+    profile `noise` and observation set `observe` (the frame needs the observables sheet for cAIBN_time
+    and branching) and inverted with what they observe: the rows, and the inversion's table
+    (`roundtrip.invert_rows`; intervals `calibrated` or as the posterior gives them)."""
     if "sample2" in parse_observe(observe):
         raise ObservationError("the inversion takes one sample: sample2 has no coverage check")
-    rows, measured = measured_sample(frame, noise, n_rows, seed, observe)
-    return rows, invert_rows(measured, jobs=jobs, noise=noise)
+    rows, measured = measured_sample(frame, noise, n_rows, seed, observe, recipes)
+    return rows, invert_rows(measured, jobs=jobs, noise=noise, calibrated=calibrated)
 
 
 def measured_coverage(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
-                      jobs: int | None = None, observe: str = "composite") -> pd.DataFrame:
-    """Coverage check of the physics inversion's 90 % intervals on `measured_inversions`' rows: per row
-    and target, whether the truth lies inside (booleans)."""
-    return interval_hits(*measured_inversions(frame, noise, n_rows, seed, jobs, observe))
+                      jobs: int | None = None, observe: str = "composite", recipes: str | None = "check"
+                      ) -> pd.DataFrame:
+    """Coverage check of the physics inversion's calibrated 90 % intervals on `measured_inversions`' rows
+    (by default of the recipes the calibration did not use): per row and target, whether the truth lies
+    inside (booleans)."""
+    return interval_hits(*measured_inversions(frame, noise, n_rows, seed, jobs, observe, recipes))
 
 
 def coverage_table(frame: pd.DataFrame, sets: tuple[str, ...], noise: str = "typical", n_rows: int = 20,
                    seed: int = 0, jobs: int | None = None) -> pd.DataFrame:
-    """Per observation set (rows) and target: the % of `n_rows` measured rows (the same rows for every
-    set) whose truth lies inside the inversion's 90 % interval (`measured_coverage`)."""
+    """Per observation set (rows) and target: the % of `n_rows` measured rows of the check recipes (the
+    same rows for every set) whose truth lies inside the inversion's calibrated 90 % interval
+    (`measured_coverage`)."""
     return pd.DataFrame({observe: 100 * measured_coverage(frame, noise, n_rows, seed, jobs, observe).mean()
                          for observe in sets}).T
+
+
+# the sets whose intervals are calibrated: the table's, less the second sample (the inversion takes one)
+CALIBRATED_SETS = ("composite", "composite,temp", "composite,time", "composite,cAIBN_time",
+                   "composite,branching", "composite,temp,time", "composite,temp,cAIBN_time",
+                   "composite,time,cAIBN_time", "composite,cAIBN_time,branching")
+CALIBRATION_ROWS = 160
+
+
+def calibration_summary(rows: pd.DataFrame, inverted: pd.DataFrame, level: float = 0.90
+                        ) -> tuple[dict, dict]:
+    """The split-conformal factor of each target (`calibration`) from measured rows and their inversion
+    (uncalibrated intervals), and the coverage (%) of those intervals on these rows."""
+    low = inverted[[f"{t} low" for t in TARGETS]].set_axis(TARGETS, axis=1)
+    high = inverted[[f"{t} high" for t in TARGETS]].set_axis(TARGETS, axis=1)
+    score = scores(rows[TARGETS], low, high)
+    return ({t: conformal_factor(score[t], level) for t in TARGETS},
+            (100 * interval_hits(rows, inverted).mean()).round(1).to_dict())
+
+
+def calibrate_intervals(frame: pd.DataFrame, noise: str = "typical", sets: tuple[str, ...] = CALIBRATED_SETS,
+                        n_rows: int = CALIBRATION_ROWS, seed: int = 0, level: float = 0.90,
+                        jobs: int | None = None) -> dict:
+    """Split-conformal factors of the inversion's intervals per observation set: `n_rows` rows of the
+    calibration recipes, measured with `noise` and inverted (`calibration_summary`); with each set's
+    coverage before calibration on these rows."""
+    factors, before = {}, {}
+    for observe in sets:
+        rows, inverted = measured_inversions(frame, noise, n_rows, seed, jobs, observe, "calibration",
+                                             calibrated=False)
+        name = set_name(COMPOSITE_OBSERVABLES + parse_observe(observe))
+        factors[name], before[name] = calibration_summary(rows, inverted, level)
+    return {"factors": factors, "coverage_before": before}
+
+
+def write_calibration(data: str | None = None, noises: tuple[str, ...] = ("typical",),
+                      out: str | Path = CALIBRATION, level: float = 0.90) -> dict:
+    """Calibrate the intervals of each profile on the workbook and store the factors (`data/` file of
+    `calibration`) with its checksums."""
+    frame = load_dataset(data, observables=True)
+    stored = {**stamp(data), "level": level, "rows": CALIBRATION_ROWS, "split_seed": SPLIT_SEED,
+              "method": "split conformal, half-widths in unit coordinates, ends on a bound kept",
+              "factors": {}, "coverage_before": {}}
+    for noise in noises:
+        result = calibrate_intervals(frame, noise, level=level)
+        stored["factors"][noise] = result["factors"]
+        stored["coverage_before"][noise] = result["coverage_before"]
+    write_stored(stored, out)
+    return stored

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy.special import ndtr
 
+from analysis.calibration import interval_factors, widen
 from analysis.design import BOX, CENTRE, TARGETS, from_unit, to_unit
 from analysis.finder import KNOWN_MISFIT, check_known, find_recipe
 from analysis.inversion import (
@@ -125,6 +126,10 @@ def test_a_piece_against_a_bound_is_cut_there_not_moved():
     u_hi = to_unit({**CENTRE, "cAIBN_0": hi})[1]
     assert lo == BOX["cAIBN_0"][0] and u_hi == pytest.approx(1.6449 * sd, abs=1e-3)
     assert to_unit({**CENTRE, "cAIBN_0": post.median["cAIBN_0"]})[1] == pytest.approx(0.6745 * sd, abs=1e-4)
+    # the same at the upper bound: the interval ends on the bound itself (0.02, not its log round trip)
+    top = to_unit({"cBA_0": 1.0, "cAIBN_0": BOX["cAIBN_0"][1], "temp": 70.0, "time": 1200.0})
+    upper = posterior_from_profile(np.array([70.0]), [ProfilePoint(top, 100.0, jac)])
+    assert upper.interval()["cAIBN_0"][1] == 0.02
 
 
 def test_a_fit_worse_than_the_noise_widens_the_posterior():
@@ -201,7 +206,9 @@ def test_invert_command_json_and_errors(tmp_path):
     doc = json.loads(out.stdout)
     assert set(doc["recipe"]) == set(TARGETS) and doc["noise"] == "ideal"
     assert set(doc["interval"]) == set(doc["recipe"]) and "mmd_l1" in doc["roundtrip"]
-    assert set(doc["posterior"]) >= {"mean", "median", "correlation_temp_cAIBN_0"}
+    assert set(doc["posterior"]) >= {"mean", "median", "correlation_temp_cAIBN_0", "interval"}
+    assert doc["calibration"] == {"observed": "composite", "basis": "uncalibrated",
+                                  "factors": dict.fromkeys(TARGETS, 1.0)}  # `ideal` has no factors
     assert isinstance(doc["in_domain"], bool) and doc["in_domain"]
     assert doc["roundtrip"]["mmd_l1"] < 0.05
     assert abs(doc["recipe"]["cBA_0"] - truth["cBA_0"]) < 0.05 * 2.5
@@ -375,6 +382,15 @@ def test_a_measured_trace_is_inverted_through_its_instrument():
     ideal = find_recipe(w, truth["cBA_time"], truth["Mn"], truth["Mw"], noise="ideal")
     assert typical["noise"] == "typical" and typical["fit"]["status"] == "ok"
     assert typical["in_domain"]  # the domain of rows measured with the same instruments
+    # the interval reported is the posterior's, scaled by the stored factors of `typical` and the composite
+    # set; `ideal` has none, and reports the posterior's own
+    factors, basis = interval_factors("typical", "composite")
+    assert typical["calibration"] == {"observed": "composite", "basis": basis, "factors": factors}
+    assert basis == "calibrated"
+    posterior = {k: tuple(v) for k, v in typical["posterior"]["interval"].items()}
+    assert {k: tuple(v) for k, v in typical["interval"].items()} == widen(posterior, factors)
+    assert ideal["calibration"]["basis"] == "uncalibrated"
+    assert ideal["interval"] == ideal["posterior"]["interval"]
     for target, (lo, hi) in typical["interval"].items():
         assert lo <= truth[target] <= hi, target
     width = {k: {n: r["interval"][k][1] - r["interval"][k][0] for n, r in (("t", typical), ("i", ideal))}

@@ -1,0 +1,170 @@
+"""Calibrated intervals: the conformal score is exactly the factor that reaches the truth, the factor is the
+conformal quantile, calibrated intervals cover the calibration rows at the level, the recipe halves are
+disjoint, and the stored factors belong to the workbook and its observation sets."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.calibration import (
+    CALIBRATION,
+    conformal_factor,
+    interval_factors,
+    recipe_half,
+    scores,
+    set_name,
+    widen,
+)
+from analysis.dataset import dataset_path, file_sha256, load_dataset
+from analysis.design import BOX, RECIPE_KEY, TARGETS, from_unit
+from analysis.hyperparameters import StaleHyperparameters
+from analysis.roundtrip import interval_hits
+from analysis.what_to_measure import CALIBRATED_SETS, calibration_summary, parse_observe
+
+
+def _cases(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Random intervals in the box (a quarter with an end on a bound) and random truths (some on bounds)."""
+    rng = np.random.default_rng(seed)
+    a, b = np.sort(rng.random((2, n, len(TARGETS))), axis=0)
+    a[rng.random(a.shape) < 0.25] = 0.0
+    b[rng.random(b.shape) < 0.25] = 1.0
+    y = rng.random((n, len(TARGETS)))
+    y[rng.random(y.shape) < 0.2] = 0.0
+    y[rng.random(y.shape) < 0.1] = 1.0
+    frames = [pd.DataFrame(from_unit(u), columns=TARGETS) for u in (y, a, b)]
+    return frames[0], frames[1], frames[2]
+
+
+def _widened(inverted: pd.DataFrame, factors: dict) -> pd.DataFrame:
+    """An inversion table with every row's intervals widened by the factors."""
+    out = inverted.copy()
+    for idx in out.index:
+        new = widen({t: (out.at[idx, f"{t} low"], out.at[idx, f"{t} high"]) for t in TARGETS}, factors)
+        for t in TARGETS:
+            out.at[idx, f"{t} low"], out.at[idx, f"{t} high"] = new[t]
+    return out
+
+
+def _inside(truth: pd.Series, interval: dict, t: str) -> bool:
+    lo, hi = interval[t]
+    tol = 1e-9 * (BOX[t][1] - BOX[t][0])
+    return lo - tol <= truth[t] <= hi + tol
+
+
+def test_the_score_is_the_smallest_factor_that_holds_the_truth():
+    truth, low, high = _cases()
+    score = scores(truth, low, high)
+    assert (score >= 0).all().all()
+    for i in range(len(truth)):
+        given = {t: (low.at[i, t], high.at[i, t]) for t in TARGETS}
+        at = widen(given, score.loc[i].to_dict())
+        assert all(_inside(truth.loc[i], at, t) for t in TARGETS)
+        below = widen(given, (0.99 * score.loc[i]).to_dict())
+        for t in TARGETS:
+            if score.at[i, t] > 1e-6:
+                assert not _inside(truth.loc[i], below, t), (i, t)
+
+
+def test_widening_keeps_the_box_and_the_ends_on_its_bounds():
+    truth, low, high = _cases(seed=1)
+    for i in range(len(truth)):
+        given = {t: (low.at[i, t], high.at[i, t]) for t in TARGETS}
+        same = widen(given, dict.fromkeys(TARGETS, 1.0))
+        assert all(np.allclose(same[t], given[t], rtol=1e-12, atol=0) for t in TARGETS)
+        for q in (0.5, 2.0, 50.0):
+            new = widen(given, dict.fromkeys(TARGETS, q))
+            for t in TARGETS:
+                lo, hi = BOX[t]
+                assert lo <= new[t][0] <= new[t][1] <= hi
+                for end in (0, 1):
+                    if given[t][end] in (lo, hi):  # an end on a bound stays there
+                        assert new[t][end] == given[t][end]
+                if q > 1:
+                    assert new[t][0] <= given[t][0] and new[t][1] >= given[t][1]
+    assert widen({"temp": (65.0, 75.0)}, {"temp": 0.5})["temp"] == pytest.approx((67.5, 72.5))
+    assert widen({"cAIBN_0": (0.005, 0.01)}, {})["cAIBN_0"] == (0.005, 0.01)  # no factor: kept
+
+
+def test_the_conformal_factor_is_the_order_statistic_and_covers_new_draws():
+    assert conformal_factor(np.random.default_rng(0).permutation(np.arange(1, 100))) == 90.0  # ceil(100 .9)
+    assert math.isinf(conformal_factor([1.0, 2.0, 3.0]))  # 3 scores cannot give 90 %
+    # exchangeable scores: a fresh draw falls below the factor with probability >= 90 % (and < 91 %)
+    rng = np.random.default_rng(1)
+    hits = [rng.exponential() <= conformal_factor(rng.exponential(size=79)) for _ in range(4000)]
+    assert 0.885 <= np.mean(hits) <= 0.925
+
+
+def test_calibrated_intervals_cover_their_calibration_rows_at_the_level():
+    truth, low, high = _cases(n=80, seed=2)
+    inverted = pd.concat([low.add_suffix(" low"), high.add_suffix(" high")], axis=1)
+    factors, before = calibration_summary(truth, inverted)
+    assert before == (100 * interval_hits(truth, inverted).mean()).round(1).to_dict()
+    covered = interval_hits(truth, _widened(inverted, factors)).mean()
+    assert (covered >= 0.9).all() and (covered <= 0.95).all(), covered.to_dict()
+
+
+def test_the_recipe_halves_are_disjoint_and_keep_each_recipe_on_one_side():
+    frame = load_dataset()
+    first, second = recipe_half(frame, "calibration"), recipe_half(frame, "check")
+    assert not (first & second).any() and (first | second).all()
+    recipes = frame[RECIPE_KEY].apply(tuple, axis=1)
+    assert not set(recipes[first]) & set(recipes[second])
+    assert len(set(recipes[first])) == len(set(recipes)) // 2
+    with pytest.raises(ValueError, match="'calibration' or 'check'"):
+        recipe_half(frame, "test")
+
+
+def test_set_names_follow_the_observe_option():
+    composite = ("cBA_time", "Mn", "Mw")
+    assert set_name(composite) == "composite"
+    assert set_name(("temp", "Mw", "cAIBN_time", "Mn", "cBA_time")) == "composite,temp,cAIBN_time"
+    assert set_name(("cBA_time", "time")) == "mmd,time"
+    for observe in CALIBRATED_SETS:
+        assert set_name(composite + parse_observe(observe)) == observe
+    with pytest.raises(ValueError, match="sample2"):
+        set_name(("sample2",))
+
+
+def test_stored_factors_belong_to_this_workbook_and_cover_the_sets(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaleHyperparameters)
+        stored = json.loads(CALIBRATION.read_text())
+        factors, basis = interval_factors("typical", "composite")
+    assert stored["data_sha256"] == file_sha256(dataset_path())  # this very file (no study sheet read)
+    assert stored["level"] == 0.9 and set(stored["factors"]["typical"]) == set(CALIBRATED_SETS)
+    assert basis == "calibrated" and factors == stored["factors"]["typical"]["composite"]
+    assert all(0 < q < 5 for sets in stored["factors"].values() for f in sets.values() for q in f.values())
+    # another set of a calibrated profile: each target's largest factor; a profile without: none
+    fallback, basis = interval_factors("typical", "composite,time,branching")
+    assert basis == "largest of the calibrated sets"
+    assert fallback == {t: max(f[t] for f in stored["factors"]["typical"].values()) for t in TARGETS}
+    assert interval_factors("ideal", "composite") == (dict.fromkeys(TARGETS, 1.0), "uncalibrated")
+    assert interval_factors("typical", "composite", file=tmp_path / "none.json")[1] == "uncalibrated"
+    # computed on another workbook: used, with a warning naming it
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**stored, "data_sha256": "0" * 64, "study_sha256": "1" * 64}))
+    with pytest.warns(StaleHyperparameters, match="other.json was tuned on another workbook"):
+        assert interval_factors("typical", "composite", file=other) == (factors, "calibrated")
+
+
+
+@pytest.mark.slow
+def test_calibrating_on_measured_rows_covers_them_and_keeps_the_check_recipes_out():
+    # nine rows of the calibration recipes, measured with `typical`, temperature known (fast inversions):
+    # with nine scores the factor is the largest, so the widened intervals hold every row's truth; the
+    # rows all come from the calibration half, and the stored coverage is that of the posterior's own
+    from analysis.what_to_measure import calibrate_intervals, measured_inversions
+
+    frame, observe = load_dataset(observables=True), "composite,temp"
+    result = calibrate_intervals(frame, "typical", sets=(observe,), n_rows=9, jobs=1)
+    factors = result["factors"][observe]
+    rows, raw = measured_inversions(frame, "typical", 9, 0, 1, observe, "calibration", calibrated=False)
+    assert recipe_half(frame, "calibration")[frame.index.get_indexer(rows.index)].all()
+    assert result["coverage_before"][observe] == (100 * interval_hits(rows, raw).mean()).round(1).to_dict()
+    low, high = (raw[[f"{t} {end}" for t in TARGETS]].set_axis(TARGETS, axis=1) for end in ("low", "high"))
+    assert factors == scores(rows[TARGETS], low, high).max().to_dict()
+    assert interval_hits(rows, _widened(raw, factors)).all().all()
