@@ -107,13 +107,19 @@ def from_unit(u: np.ndarray) -> np.ndarray:
     return out
 
 
+def target_span(name: str, x: np.ndarray) -> np.ndarray:
+    """d(target)/d(unit coordinate) of one target at its values x: the box width, or x times the log-width."""
+    lo, hi = BOX[name]
+    x = np.asarray(x, float)
+    return x * np.log(hi / lo) if name in LOG_SCALED else np.full_like(x, hi - lo)
+
+
 def unit_span(values: np.ndarray) -> np.ndarray:
     """d(target)/d(unit coordinate) at recipe(s) (..., 4): the box width, or value x log-width."""
     y = np.asarray(values, float)
     out = np.empty_like(y)
     for j, name in enumerate(TARGETS):
-        lo, hi = BOX[name]
-        out[..., j] = y[..., j] * np.log(hi / lo) if name in LOG_SCALED else hi - lo
+        out[..., j] = target_span(name, y[..., j])
     return out
 
 

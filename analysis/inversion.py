@@ -45,6 +45,7 @@ from .design import (
     as_dict,
     from_unit,
     target_from_unit,
+    target_span,
     target_to_unit,
     to_unit,
     unit_span,
@@ -452,7 +453,7 @@ class Posterior:
         j = TARGETS.index(target)
         z, _, mass = self._piece(target, x)
         pdf = np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * np.maximum(self.unit_sds[:, j], 1e-300) * mass)
-        slope = 1.0 / np.maximum(unit_span(np.outer(x, np.ones(len(TARGETS))))[:, j], 1e-300)
+        slope = 1.0 / np.maximum(target_span(target, x), 1e-300)
         return (pdf @ self.weights) * slope
 
     def _support(self, target: str) -> tuple[float, float]:

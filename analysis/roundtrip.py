@@ -78,16 +78,16 @@ def invert_rows(rows: pd.DataFrame, starts: pd.DataFrame | None = None, jobs: in
     return calibrated_table(out, noise) if calibrated else out
 
 
-def calibrated_table(inverted: pd.DataFrame, noise: str) -> pd.DataFrame:
-    """`invert_rows`' table with each row's intervals widened by the stored factors of the profile `noise`
-    and the row's observation set (`calibration.interval_factors`)."""
+def calibrated_table(inverted: pd.DataFrame, noise: str, factors: dict | None = None) -> pd.DataFrame:
+    """`invert_rows`' table with each row's intervals widened by the given factors (per target), or else
+    by the stored factors of the profile `noise` and the row's observation set
+    (`calibration.interval_factors`)."""
     out = inverted.copy()
-    for name, part in out.groupby("observed"):
-        factors, _ = interval_factors(noise, name)
-        for idx in part.index:
-            given = {t: (out.at[idx, f"{t} low"], out.at[idx, f"{t} high"]) for t in TARGETS}
-            for t, (low, high) in widen(given, factors).items():
-                out.at[idx, f"{t} low"], out.at[idx, f"{t} high"] = low, high
+    for idx in out.index:
+        row_factors = factors if factors is not None else interval_factors(noise, out.at[idx, "observed"])[0]
+        given = {t: (out.at[idx, f"{t} low"], out.at[idx, f"{t} high"]) for t in TARGETS}
+        for t, (low, high) in widen(given, row_factors).items():
+            out.at[idx, f"{t} low"], out.at[idx, f"{t} high"] = low, high
     return out
 
 

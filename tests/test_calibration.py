@@ -22,7 +22,7 @@ from analysis.calibration import (
 from analysis.dataset import dataset_path, file_sha256, load_dataset
 from analysis.design import BOX, RECIPE_KEY, TARGETS, from_unit
 from analysis.hyperparameters import StaleHyperparameters
-from analysis.roundtrip import interval_hits
+from analysis.roundtrip import calibrated_table, interval_hits
 from analysis.what_to_measure import CALIBRATED_SETS, calibration_summary, parse_observe
 
 
@@ -37,16 +37,6 @@ def _cases(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     y[rng.random(y.shape) < 0.1] = 1.0
     frames = [pd.DataFrame(from_unit(u), columns=TARGETS) for u in (y, a, b)]
     return frames[0], frames[1], frames[2]
-
-
-def _widened(inverted: pd.DataFrame, factors: dict) -> pd.DataFrame:
-    """An inversion table with every row's intervals widened by the factors."""
-    out = inverted.copy()
-    for idx in out.index:
-        new = widen({t: (out.at[idx, f"{t} low"], out.at[idx, f"{t} high"]) for t in TARGETS}, factors)
-        for t in TARGETS:
-            out.at[idx, f"{t} low"], out.at[idx, f"{t} high"] = new[t]
-    return out
 
 
 def _inside(truth: pd.Series, interval: dict, t: str) -> bool:
@@ -103,7 +93,7 @@ def test_calibrated_intervals_cover_their_calibration_rows_at_the_level():
     inverted = pd.concat([low.add_suffix(" low"), high.add_suffix(" high")], axis=1)
     factors, before = calibration_summary(truth, inverted)
     assert before == (100 * interval_hits(truth, inverted).mean()).round(1).to_dict()
-    covered = interval_hits(truth, _widened(inverted, factors)).mean()
+    covered = interval_hits(truth, calibrated_table(inverted, "typical", factors)).mean()
     assert (covered >= 0.9).all() and (covered <= 0.95).all(), covered.to_dict()
 
 
@@ -167,4 +157,4 @@ def test_calibrating_on_measured_rows_covers_them_and_keeps_the_check_recipes_ou
     assert result["coverage_before"][observe] == (100 * interval_hits(rows, raw).mean()).round(1).to_dict()
     low, high = (raw[[f"{t} {end}" for t in TARGETS]].set_axis(TARGETS, axis=1) for end in ("low", "high"))
     assert factors == scores(rows[TARGETS], low, high).max().to_dict()
-    assert interval_hits(rows, _widened(raw, factors)).all().all()
+    assert interval_hits(rows, calibrated_table(raw, "typical", factors)).all().all()

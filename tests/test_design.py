@@ -18,6 +18,8 @@ from analysis.design import (
     design,
     from_unit,
     recipe_groups,
+    target_from_unit,
+    target_span,
     to_unit,
     unit_span,
 )
@@ -54,6 +56,11 @@ def test_unit_span_is_the_derivative_of_from_unit():
     numeric = np.array([(from_unit(u + h * e) - from_unit(u - h * e))[j] / (2 * h)
                         for j, e in enumerate(np.eye(4))])
     np.testing.assert_allclose(unit_span(from_unit(u)), numeric, rtol=1e-8)
+    # one target's span on many values at once: the derivative of its own unit conversion
+    v = np.linspace(0.05, 0.95, 7)
+    for name in TARGETS:
+        slope = (target_from_unit(name, v + h) - target_from_unit(name, v - h)) / (2 * h)
+        np.testing.assert_allclose(target_span(name, target_from_unit(name, v)), slope, rtol=1e-8)
 
 
 def test_recipe_groups_follow_the_recipe_key_only():
