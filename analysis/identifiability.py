@@ -242,12 +242,21 @@ def bound_of_rows(frame: pd.DataFrame, ok: np.ndarray, scaled_jacobian, nodes: i
                   prior: str = "design") -> dict:
     """The valley bound (see `valley_bound`) over the rows where `ok`, given each row's noise-whitened
     Jacobian in unit-box coordinates, `scaled_jacobian(r)` (observations x 4)."""
+    mse = valley_mse(frame, ok, scaled_jacobian, nodes, prior)
+    y = frame[TARGETS].to_numpy(float)[ok]
+    return {t: float(1.0 - mse[ok, j].mean() / y[:, j].var()) for j, t in enumerate(TARGETS)}
+
+
+def valley_mse(frame: pd.DataFrame, ok: np.ndarray, scaled_jacobian, nodes: int = 24,
+               prior: str = "design") -> np.ndarray:
+    """Each row's Bayes mean squared error per target (rows x 4, original units; NaN where not `ok`) under
+    the valley bound's posterior: Gaussian across the valley, exact along its segment in the box."""
     if prior not in ("design", "log"):
         raise ValueError(f"prior must be 'design' or 'log', got {prior!r}")
     u, factor = _range_units(frame)
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / w.sum()
-    mse = np.zeros((len(frame), 4))
+    mse = np.full((len(frame), 4), np.nan)
     for r in np.flatnonzero(ok):
         _, s, vt = np.linalg.svd(scaled_jacobian(r), full_matrices=False)
         strong = (vt[:3] ** 2 * (1.0 / (s[:3] ** 2 + 12.0))[:, None]).sum(axis=0)
@@ -270,8 +279,7 @@ def bound_of_rows(frame: pd.DataFrame, ok: np.ndarray, scaled_jacobian, nodes: i
         dens = np.exp(log_dens - log_dens.max(axis=1, keepdims=True)) * SIMPSON
         err = np.einsum("np,npk->nk", dens, along) / dens.sum(axis=1)[:, None] - truth  # posterior means
         mse[r] = strong * factor[r] ** 2 + w @ err**2
-    y = frame[TARGETS].to_numpy(float)[ok]
-    return {t: float(1.0 - mse[ok, j].mean() / y[:, j].var()) for j, t in enumerate(TARGETS)}
+    return mse
 
 
 def stability(frame: pd.DataFrame, settings: dict[str, tuple[float, float]], n_recipes: int = 30,

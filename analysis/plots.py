@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .calibration import pit_values
 from .design import STUDY_RANGES, TARGETS, UNITS
 from .mmd import LOGM, MMD_COLUMNS
 
@@ -284,4 +285,23 @@ def what_to_measure(bounds: pd.DataFrame, achieved: pd.DataFrame | None = None, 
     axes[0].invert_yaxis()
     axes[-1].legend(loc="lower left", fontsize=6)
     fig.tight_layout()
+    return fig
+
+
+def pit_histograms(checked: dict[str, tuple[pd.DataFrame, pd.DataFrame]], bins: int = 10):
+    """Per target, the histogram of the posterior's CDF at the truth (`calibration.pit_values`) of checked
+    rows, {observation set: (rows, inversion table)}, stacked by set; the dashed line is what a calibrated
+    posterior gives on average."""
+    fig, axes = plt.subplots(1, len(TARGETS), figsize=WIDE, sharey=True)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for ax, t in zip(axes, TARGETS):
+        values = [pit_values(rows, inverted, t) for rows, inverted in checked.values()]
+        ax.hist(values, bins=edges, stacked=True, label=list(checked), edgecolor="white")
+        ax.axhline(sum(len(v) for v in values) / bins, color="k", ls="--", lw=1)
+        ax.set(xlabel=f"posterior CDF at the true {t}", xlim=(0, 1))
+    axes[0].set_ylabel("rows")
+    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="observed", loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=len(labels))
     return fig

@@ -16,7 +16,9 @@ left out; without an instrument (`ideal`) they are the workbook's own, with thei
 the sound one: the exact Bayes estimate when the recipe is one of a lattice's rows (the design's, or a
 finer one) and the noise is Gaussian with the same covariance.  `measured_frame` applies the measurement
 model to the workbook's rows, and `achieved` trains and tests the boosted trees of chapter 9 on such rows
-(grouped folds), with the added observables as inputs.
+(grouped folds), with the added observables as inputs.  `inversion_against_bound` holds the physics
+inversion's posterior means to the bound on the same measured rows; `check_inversions` gives the rows
+on which the inversion's intervals and its posterior are checked (chapter 10).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from .identifiability import (
     _observables,
     _range_units,
     bound_of_rows,
+    valley_mse,
 )
 from .kinetics import Recipe
 from .measurement import (
@@ -198,12 +201,10 @@ def whitened_jacobian(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, 
     return np.vstack(rows)
 
 
-def measured_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str = "typical",
-                   observe: str | tuple[str, ...] = "composite", prior: str = "design",
-                   traces: dict | None = None) -> dict:
-    """Best reachable R² per target (chapter 8's valley bound) for the observation set `observe` under the
-    measurement profile `noise`; `rj` from `design_jacobians(..., extended=True)` when the set includes
-    cAIBN_time or branching, `sigma` from `noise_model` on a frame with the observables."""
+def _bound_rows(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str,
+                observe: str | tuple[str, ...], traces: dict | None = None) -> tuple[np.ndarray, object]:
+    """The rows that have a bound under `noise` and `observe`, and each row's whitened Jacobian in unit
+    coordinates (a function of the row's position)."""
     p = profile(noise)
     extra = parse_observe(observe) if isinstance(observe, str) else tuple(observe)
     if {"cAIBN_time", "branching"} & set(extra) and rj.jac.shape[1] <= COMPOSITE:
@@ -214,8 +215,17 @@ def measured_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noi
         ok &= np.isfinite(rj.jac).all(axis=(1, 2))
     partner = partner_rows(frame, rj) if "sample2" in extra else np.full(len(frame), -1)
     traces = {} if traces is None else traces
-    return bound_of_rows(frame, ok, lambda r: whitened_jacobian(frame, rj, sigma, p, extra, r, partner[r],
-                                                                traces) * factor[r], prior=prior)
+    return ok, lambda r: whitened_jacobian(frame, rj, sigma, p, extra, r, partner[r], traces) * factor[r]
+
+
+def measured_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str = "typical",
+                   observe: str | tuple[str, ...] = "composite", prior: str = "design",
+                   traces: dict | None = None) -> dict:
+    """Best reachable R² per target (chapter 8's valley bound) for the observation set `observe` under the
+    measurement profile `noise`; `rj` from `design_jacobians(..., extended=True)` when the set includes
+    cAIBN_time or branching, `sigma` from `noise_model` on a frame with the observables."""
+    ok, jacobian = _bound_rows(frame, rj, sigma, noise, observe, traces)
+    return bound_of_rows(frame, ok, jacobian, prior=prior)
 
 
 def bound_table(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noises: tuple[str, ...],
@@ -702,22 +712,61 @@ def measured_inversions(frame: pd.DataFrame, noise: str = "typical", n_rows: int
     return rows, invert_rows(measured, jobs=jobs, noise=noise, calibrated=calibrated)
 
 
-def measured_coverage(frame: pd.DataFrame, noise: str = "typical", n_rows: int = 30, seed: int = 0,
-                      jobs: int | None = None, observe: str = "composite", recipes: str | None = "check"
-                      ) -> pd.DataFrame:
-    """Coverage check of the physics inversion's calibrated 90 % intervals on `measured_inversions`' rows
-    (by default of the recipes the calibration did not use): per row and target, whether the truth lies
-    inside (booleans)."""
-    return interval_hits(*measured_inversions(frame, noise, n_rows, seed, jobs, observe, recipes))
+def check_inversions(frame: pd.DataFrame, sets: tuple[str, ...], noise: str = "typical", n_rows: int = 20,
+                     seed: int = 0, jobs: int | None = None, calibrated: bool = True) -> dict:
+    """Per observation set: `measured_inversions` of the same `n_rows` rows of the check recipes (those the
+    interval calibration did not use): {set: (rows, inversion table)}."""
+    return {observe: measured_inversions(frame, noise, n_rows, seed, jobs, observe, "check", calibrated)
+            for observe in sets}
 
 
-def coverage_table(frame: pd.DataFrame, sets: tuple[str, ...], noise: str = "typical", n_rows: int = 20,
-                   seed: int = 0, jobs: int | None = None) -> pd.DataFrame:
-    """Per observation set (rows) and target: the % of `n_rows` measured rows of the check recipes (the
-    same rows for every set) whose truth lies inside the inversion's calibrated 90 % interval
-    (`measured_coverage`)."""
-    return pd.DataFrame({observe: 100 * measured_coverage(frame, noise, n_rows, seed, jobs, observe).mean()
-                         for observe in sets}).T
+def coverage_table(checked: dict) -> pd.DataFrame:
+    """Per observation set of `check_inversions` (rows) and target: the % of rows whose truth lies inside
+    the inversion's 90 % interval."""
+    return pd.DataFrame({observe: 100 * interval_hits(rows, inverted).mean()
+                         for observe, (rows, inverted) in checked.items()}).T
+
+
+def inversion_against_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str = "typical",
+                            sets: dict[str, tuple[str, ...]] = SETS, n_rows: int = 40, seed: int = 0,
+                            jobs: int | None = None) -> pd.DataFrame:
+    """The physics inversion's posterior means against the linearised bound on the same measured rows:
+    `n_rows` rows of the check recipes (`measured_inversions`, the same rows for every set), less those at
+    the 90 % stop (no bound there).  Per set of `sets` (as `SETS`, without sample2: the inversion takes
+    one sample) and target: R² = 1 - mean squared error / the target's variance over the design's rows
+    with a bound, for the `bound` (each row's Bayes error, `identifiability.valley_mse`) and the
+    `inversion`, the `gap` between them, and the share of the inversion's squared error that its worst
+    tenth of rows carries; `se` is the gap's standard error from the rows' spread (largest over the
+    targets), `rows` how many rows entered."""
+    out = {}
+    for label, extra in sets.items():
+        observe = ",".join(("composite",) + tuple(extra))
+        rows, inverted = measured_inversions(frame, noise, n_rows, seed, jobs, observe, "check",
+                                             calibrated=False)
+        ok, jacobian = _bound_rows(frame, rj, sigma, noise, observe)
+        variance = frame.loc[ok, TARGETS].to_numpy(float).var(axis=0)
+        at = frame.index.get_indexer(rows.index)
+        keep = at[ok[at]]
+        only = np.zeros(len(frame), bool)
+        only[keep] = True
+        bound = valley_mse(frame, only, jacobian)[keep]
+        chosen = rows.index[ok[at]]
+        error = (inverted.loc[chosen, [f"{t} mean" for t in TARGETS]].to_numpy(float)
+                 - rows.loc[chosen, TARGETS].to_numpy(float)) ** 2
+        gap = (error - bound) / variance
+        out[(label, "bound")] = 1.0 - bound.mean(axis=0) / variance
+        out[(label, "inversion")] = 1.0 - error.mean(axis=0) / variance
+        out[(label, "gap")] = gap.mean(axis=0)  # bound less inversion
+        out[(label, "se")] = gap.std(axis=0, ddof=1) / np.sqrt(len(keep))
+        worst = np.sort(error, axis=0)[-max(1, len(keep) // 10):]  # the inversion's worst tenth of rows
+        out[(label, "worst tenth")] = worst.sum(axis=0) / np.maximum(error.sum(axis=0), 1e-300)
+        out[(label, "rows")] = np.full(len(TARGETS), float(len(keep)))
+    table = pd.DataFrame(out, index=TARGETS).T
+    table.index.names = ["observed", ""]
+    wide = table.drop(index=["se", "rows"], level=1)
+    wide["se"] = table.xs("se", level=1).max(axis=1).reindex(wide.index, level=0)
+    wide["rows"] = table.xs("rows", level=1)["cBA_0"].astype(int).reindex(wide.index, level=0)
+    return wide
 
 
 # the sets whose intervals are calibrated: the table's, less the second sample (the inversion takes one)

@@ -14,6 +14,7 @@ from analysis.calibration import (
     CALIBRATION,
     conformal_factor,
     interval_factors,
+    pit_check,
     recipe_half,
     scores,
     set_name,
@@ -97,6 +98,31 @@ def test_calibrated_intervals_cover_their_calibration_rows_at_the_level():
     assert (covered >= 0.9).all() and (covered <= 0.95).all(), covered.to_dict()
 
 
+def test_the_pit_check_finds_a_posterior_too_narrow_and_leaves_out_truths_on_a_bound():
+    # truths inside the box with their posterior CDF: exactly uniform, then a posterior half as wide as it
+    # should be (CDF of 2z at a standard normal z), then a quarter of the truths moved onto a bound
+    n = 400
+    rng = np.random.default_rng(0)
+    truth = pd.DataFrame({t: rng.uniform(*BOX[t], n) for t in TARGETS})
+    uniform = pd.DataFrame({f"{t} pit": (np.arange(n) + 0.5) / n for t in TARGETS})
+    calibrated = pit_check(truth, uniform)
+    assert (calibrated.rows == n).all() and (calibrated.p > 0.99).all()
+    assert (calibrated["below 0.05 %"] == 5.0).all() and (calibrated["above 0.95 %"] == 5.0).all()
+    from scipy.stats import norm
+
+    narrow = pd.DataFrame({f"{t} pit": norm.cdf(2 * rng.standard_normal(n)) for t in TARGETS})
+    checked = pit_check(truth, narrow)
+    assert (checked.p < 1e-6).all()
+    assert (checked["below 0.05 %"] > 15).all() and (checked["above 0.95 %"] > 15).all()
+    on_bound = truth.copy()
+    on_bound.loc[: n // 8 - 1, TARGETS] = [BOX[t][0] for t in TARGETS]
+    on_bound.loc[n - n // 8:, TARGETS] = [BOX[t][1] for t in TARGETS]
+    uniform.loc[: n // 8 - 1] = 0.0  # the CDF at a lower bound is 0, at an upper one 1: not evidence
+    uniform.loc[n - n // 8:] = 1.0
+    kept = pit_check(on_bound, uniform)
+    assert (kept.rows == n - 2 * (n // 8)).all() and (kept["below 0.05 %"] == 0).all()
+
+
 def test_the_recipe_halves_are_disjoint_and_keep_each_recipe_on_one_side():
     frame = load_dataset()
     first, second = recipe_half(frame, "calibration"), recipe_half(frame, "check")
@@ -158,3 +184,9 @@ def test_calibrating_on_measured_rows_covers_them_and_keeps_the_check_recipes_ou
     low, high = (raw[[f"{t} {end}" for t in TARGETS]].set_axis(TARGETS, axis=1) for end in ("low", "high"))
     assert factors == scores(rows[TARGETS], low, high).max().to_dict()
     assert interval_hits(rows, calibrated_table(raw, "typical", factors)).all().all()
+    # each row's PIT is the posterior's CDF at its truth: below the 90 % interval it is under 0.1, above it
+    # over 0.9 (the interval holds 90 % of the posterior)
+    for t in TARGETS:
+        pit = raw[f"{t} pit"]
+        assert ((pit >= 0) & (pit <= 1)).all()
+        assert (pit[rows[t] < raw[f"{t} low"]] < 0.1).all() and (pit[rows[t] > raw[f"{t} high"]] > 0.9).all()

@@ -23,6 +23,7 @@ from analysis.mmd import DLOGM, LOGM
 from analysis.what_to_measure import (
     design_ceiling,
     design_lattice,
+    inversion_against_bound,
     measured_bound,
     measured_frame,
     parse_observe,
@@ -104,6 +105,40 @@ def test_without_an_instrument_the_bound_is_chapter_8s(four_recipes, jacobians):
     rj, sigma = jacobians
     mine = measured_bound(four_recipes, rj, sigma, "ideal", "composite")
     assert mine == pytest.approx(valley_bound(four_recipes, rj, sigma), abs=1e-12)
+
+
+def test_the_inversion_is_scored_against_the_bound_on_its_own_rows(four_recipes, jacobians, monkeypatch):
+    """The bound on the sampled rows is the bound of a frame of those rows only (rescaled to the design's
+    variance), rows at the 90 % stop are left out, and an inversion off by a known amount scores
+    1 - offset² / variance."""
+    import dataclasses
+
+    import analysis.what_to_measure as wtm
+
+    rj, sigma = jacobians
+    offset = {"cBA_0": 0.05, "cAIBN_0": 0.001, "temp": 1.5, "time": 60.0}
+
+    def shifted(frame, noise, n_rows, seed, jobs, observe, recipes, calibrated):
+        rows, _ = wtm.measured_sample(frame, noise, n_rows, seed, observe, recipes)
+        return rows, pd.DataFrame({f"{t} mean": rows[t] + offset[t] for t in TARGETS}, index=rows.index)
+
+    monkeypatch.setattr(wtm, "measured_inversions", shifted)
+    table = inversion_against_bound(four_recipes, rj, sigma, "typical", {"+ temp": ("temp",)}, n_rows=20,
+                                    seed=2)
+    rows, _ = wtm.measured_sample(four_recipes, "typical", 20, 2, "composite,temp", "check")
+    at = four_recipes.index.get_indexer(rows.index)
+    kept = at[~rj.stopped[at]]
+    assert 0 < len(kept) < 20 and table.loc[("+ temp", "bound"), "rows"] == len(kept)
+    variance = four_recipes.loc[~rj.stopped, TARGETS].var(ddof=0)
+    inversion = table.loc[("+ temp", "inversion"), TARGETS]
+    np.testing.assert_allclose(inversion, 1 - pd.Series(offset)[TARGETS] ** 2 / variance, rtol=1e-12)
+    only = four_recipes.iloc[kept].reset_index(drop=True)
+    only_rj = dataclasses.replace(rj, **{f.name: getattr(rj, f.name)[kept] for f in dataclasses.fields(rj)})
+    own = pd.Series(measured_bound(only, only_rj, sigma[kept], "typical", "composite,temp"))[TARGETS]
+    expected = 1 - (1 - own) * only[TARGETS].var(ddof=0) / variance
+    bound = table.loc[("+ temp", "bound"), TARGETS]
+    np.testing.assert_allclose(bound, expected, rtol=1e-10)
+    np.testing.assert_allclose(table.loc[("+ temp", "gap"), TARGETS], bound - inversion, atol=1e-12)
 
 
 def test_a_known_temperature_gives_its_own_precision_and_noise_costs_information(four_recipes, jacobians):
