@@ -433,7 +433,7 @@ class Posterior:
         else:
             z, low, inside = self._piece(target, np.clip(x, *BOX[target]))
             part = np.clip((ndtr(z) - low) / inside, 0.0, 1.0)
-        return part @ self.weights
+        return np.clip(part @ self.weights, 0.0, 1.0)  # weights summing to 1 + 1e-16 must not exceed 1
 
     def quantile(self, target: str, q: float) -> float:
         """Marginal posterior quantile of one target, by bisection on its CDF."""
