@@ -51,7 +51,7 @@ from .design import (
     unit_span,
 )
 from .kinetics import Recipe
-from .measurement import PROFILES, Profile, measured_trace, trace_operator, whitening
+from .measurement import PROFILES, Profile, measured_trace, reported, trace_operator, whitening
 from .mmd import DLOGM, N_POINTS, l1_distance
 from .ode import run_ode
 
@@ -167,8 +167,9 @@ def later(sim: dict, dt: float) -> dict:
 def measurement_noise(obs: Observation, profile: Profile) -> dict:
     """The noise of an observation measured with `profile`: without an instrument, `NOISE`.  With one, the
     simulated trace is passed through the instrument (broadening, cut-off, renormalisation) and compared
-    with the observed one over the points kept, whitened by their covariance: `NOISE`'s per-point noise
-    through the operator and the detector's correlated noise, linearised at the observed trace.  The
+    with the observed one over the points kept that report a signal (`measurement.reported`: a zero is
+    censored and left out), whitened by their covariance: `NOISE`'s per-point noise through the operator
+    and the detector's correlated noise, linearised at the observed trace.  The
     calibration's shift is not linearised: it is a nuisance parameter of the fit (`shift_sd`, in decades;
     the fit's variable is the shift over that sd, with a standard normal prior), marginalised with the
     others.  Mn and Mw, computed from the trace, are not compared again; the other scalars combine the
@@ -182,7 +183,7 @@ def measurement_noise(obs: Observation, profile: Profile) -> dict:
     observed = obs.mmd[op.kept] / (obs.mmd[op.kept].sum() * DLOGM)
     shift = {"shift_sd": profile.calibration_sd} if profile.calibration_sd > 0 else {}
     return {**NOISE, **noise, "time": profile.known_time, "temp": profile.known_temp, "profile": profile,
-            "whiten": whitening(cov), "observed_trace": observed, **shift}
+            "whiten": whitening(cov, reported(observed)), "observed_trace": observed, **shift}
 
 
 def nuisances(noise: dict) -> int:

@@ -424,6 +424,30 @@ def test_the_calibration_shift_is_fitted_with_its_prior():
     np.testing.assert_array_less(np.abs(fit.u[free] - to_unit(OFF_GRID)[free]), sd[:3])
 
 
+def test_clipped_points_of_a_measured_trace_are_censored_and_the_truth_fits_within_the_noise():
+    # under `poor`, the baseline noise takes 5-25 points of the tail below zero and `measure_mmd` clips
+    # them; compared as numbers they put a jump where the smooth correlated noise has almost no variance
+    # (chi² of 10^4-10^7 at the truth).  Left out, the truth's chi² (best calibration shift) is of the
+    # order of the number of values compared, under both measured profiles, and the whitening's columns
+    # at the clipped points are zero
+    from analysis.inversion import measurement_noise
+    from analysis.measurement import PROFILES, measure_mmd
+
+    sim = forward(OFF_GRID)
+    for name, clipped in (("typical", 3), ("poor", 5)):
+        profile = PROFILES[name]
+        w, mn, mw = measure_mmd(sim["mmd"], profile, np.random.default_rng(5))
+        obs = Observation(w[0], sim["cBA_time"], mn[0], mw[0])
+        noise = measurement_noise(obs, profile)
+        zero = noise["observed_trace"] == 0.0
+        assert zero.sum() >= clipped
+        assert np.all(noise["whiten"][:, zero] == 0.0)
+        n = len(noise["whiten"])
+        chi2 = min(float(np.sum(residuals(OFF_GRID, obs, noise, s, sim)[:n] ** 2))
+                   for s in np.linspace(-3.0, 3.0, 61))
+        assert chi2 < 3.0 * n, name
+
+
 def test_two_branches_mix_and_a_shared_minimum_counts_once():
     # branch 2 has its own minimum at 70 and 80 °C (another initiator level) and shares branch 1's at
     # 60 °C: the mixture has five points, the shared one once, and each weight is its own Laplace mass

@@ -4,7 +4,15 @@ correlation of the detector noise."""
 import numpy as np
 import pytest
 
-from analysis.measurement import Profile, correlated_noise, measure_mmd, measure_scalar, spreading_matrix
+from analysis.measurement import (
+    Profile,
+    correlated_noise,
+    measure_mmd,
+    measure_scalar,
+    noise_kernel,
+    spreading_matrix,
+    whitening,
+)
 from analysis.mmd import DLOGM, LOGM, averages
 
 
@@ -108,3 +116,19 @@ def test_the_finders_training_rows_for_a_profile_are_the_workbooks_rows_as_measu
     error = np.log(typical.cBA_time / rows.cBA_time)  # GC error of the stated size
     assert 0 < error.std() < 3 * PROFILES["typical"].cBA_time
     assert typical[["cBA_0", "cAIBN_0", "temp", "time"]].equals(rows[["cBA_0", "cAIBN_0", "temp", "time"]])
+
+
+def test_whitening_over_the_compared_points_is_the_inverse_square_root_of_their_block():
+    # W @ C @ W.T is the identity on the points compared, W's columns at the others are zero, and
+    # W.T @ W is the inverse of the compared block (a well-conditioned covariance: white plus correlated)
+    kernel = noise_kernel(0.1)
+    cov = 0.5 * np.eye(100) + kernel @ kernel.T
+    compared = np.ones(100, bool)
+    compared[[0, 1, 2, 50, 97, 98, 99]] = False
+    w = whitening(cov, compared)
+    assert w.shape == (93, 100)
+    np.testing.assert_allclose(w @ cov @ w.T, np.eye(93), atol=1e-10)
+    assert np.all(w[:, ~compared] == 0.0)
+    block = cov[np.ix_(compared, compared)]
+    np.testing.assert_allclose(w[:, compared].T @ w[:, compared] @ block, np.eye(93), atol=1e-10)
+    np.testing.assert_allclose(whitening(cov), whitening(cov, np.ones(100, bool)))
