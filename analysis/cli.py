@@ -365,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(data/finder_models.pickle.gz)")
     p.add_argument("--calibrate", action="store_true",
                    help="calibrate the physics inversion's 90 %% intervals on measured rows of half the "
-                        "recipes and store the factors (data/interval_calibration.json; about 30 minutes)")
+                        "recipes, for the typical and poor profiles, and store the factors "
+                        "(data/interval_calibration.json; about an hour)")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")

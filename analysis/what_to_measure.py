@@ -802,7 +802,7 @@ def calibrate_intervals(frame: pd.DataFrame, noise: str = "typical", sets: tuple
     return {"factors": factors, "coverage_before": before}
 
 
-def write_calibration(data: str | None = None, noises: tuple[str, ...] = ("typical",),
+def write_calibration(data: str | None = None, noises: tuple[str, ...] = ("typical", "poor"),
                       out: str | Path = CALIBRATION, level: float = 0.90) -> dict:
     """Calibrate the intervals of each profile on the workbook and store the factors (`data/` file of
     `calibration`) with its checksums."""

@@ -151,7 +151,8 @@ def test_stored_factors_belong_to_this_workbook_and_cover_the_sets(tmp_path):
         stored = json.loads(CALIBRATION.read_text())
         factors, basis = interval_factors("typical", "composite")
     assert stored["data_sha256"] == file_sha256(dataset_path())  # this very file (no study sheet read)
-    assert stored["level"] == 0.9 and set(stored["factors"]["typical"]) == set(CALIBRATED_SETS)
+    assert stored["level"] == 0.9 and set(stored["factors"]) == {"typical", "poor"}
+    assert all(set(stored["factors"][noise]) == set(CALIBRATED_SETS) for noise in ("typical", "poor"))
     assert basis == "calibrated" and factors == stored["factors"]["typical"]["composite"]
     assert all(0 < q < 5 for sets in stored["factors"].values() for f in sets.values() for q in f.values())
     # another set of a calibrated profile: each target's largest factor; a profile without: none
