@@ -108,7 +108,7 @@ def pit_values(truth: pd.DataFrame, inverted: pd.DataFrame, target: str) -> np.n
     """The posterior's CDF at the truth (`{target} pit` of `roundtrip.invert_rows`) on the rows whose truth
     lies strictly inside the box: on a bound the CDF is 0 or 1 by construction, which says nothing."""
     lo, hi = BOX[target]
-    tol = 1e-9 * (hi - lo)
+    tol = ON_BOUND * (hi - lo)  # as an interval's end on a bound
     inside = ((truth[target] > lo + tol) & (truth[target] < hi - tol)).to_numpy()
     return inverted[f"{target} pit"].to_numpy(float)[inside]
 

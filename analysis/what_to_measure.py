@@ -738,7 +738,7 @@ def inversion_against_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.nda
     `inversion`, the `gap` between them, and the share of the inversion's squared error that its worst
     tenth of rows carries; `se` is the gap's standard error from the rows' spread (largest over the
     targets), `rows` how many rows entered."""
-    out = {}
+    parts = {}
     for label, extra in sets.items():
         observe = ",".join(("composite",) + tuple(extra))
         rows, inverted = measured_inversions(frame, noise, n_rows, seed, jobs, observe, "check",
@@ -753,20 +753,16 @@ def inversion_against_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.nda
         chosen = rows.index[ok[at]]
         error = (inverted.loc[chosen, [f"{t} mean" for t in TARGETS]].to_numpy(float)
                  - rows.loc[chosen, TARGETS].to_numpy(float)) ** 2
-        gap = (error - bound) / variance
-        out[(label, "bound")] = 1.0 - bound.mean(axis=0) / variance
-        out[(label, "inversion")] = 1.0 - error.mean(axis=0) / variance
-        out[(label, "gap")] = gap.mean(axis=0)  # bound less inversion
-        out[(label, "se")] = gap.std(axis=0, ddof=1) / np.sqrt(len(keep))
+        gap = (error - bound) / variance  # bound less inversion, per row
         worst = np.sort(error, axis=0)[-max(1, len(keep) // 10):]  # the inversion's worst tenth of rows
-        out[(label, "worst tenth")] = worst.sum(axis=0) / np.maximum(error.sum(axis=0), 1e-300)
-        out[(label, "rows")] = np.full(len(TARGETS), float(len(keep)))
-    table = pd.DataFrame(out, index=TARGETS).T
-    table.index.names = ["observed", ""]
-    wide = table.drop(index=["se", "rows"], level=1)
-    wide["se"] = table.xs("se", level=1).max(axis=1).reindex(wide.index, level=0)
-    wide["rows"] = table.xs("rows", level=1)["cBA_0"].astype(int).reindex(wide.index, level=0)
-    return wide
+        part = pd.DataFrame({"bound": 1.0 - bound.mean(axis=0) / variance,
+                             "inversion": 1.0 - error.mean(axis=0) / variance, "gap": gap.mean(axis=0),
+                             "worst tenth": worst.sum(axis=0) / np.maximum(error.sum(axis=0), 1e-300)},
+                            index=TARGETS).T
+        part["se"] = float((gap.std(axis=0, ddof=1) / np.sqrt(len(keep))).max())
+        part["rows"] = len(keep)
+        parts[label] = part
+    return pd.concat(parts, names=["observed", ""])
 
 
 # the sets whose intervals are calibrated: the table's, less the second sample (the inversion takes one)
