@@ -39,21 +39,6 @@ class SolverBudgetError(RuntimeError):
     """A run that exceeded its evaluation or time budget."""
 
 
-class _Budgeted:
-    """The right-hand side, counting its calls (`calls`) against MAX_RHS_CALLS and MAX_SECONDS."""
-
-    def __init__(self, rhs, recipe: Recipe):
-        self.rhs, self.recipe, self.calls = rhs, recipe, 0
-        self.deadline = time.monotonic() + MAX_SECONDS
-
-    def __call__(self, t: float, y: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.calls % 1000 == 0 and (self.calls > MAX_RHS_CALLS or time.monotonic() > self.deadline):
-            raise SolverBudgetError(f"the deterministic engine did not finish {self.recipe} within "
-                                    f"{MAX_RHS_CALLS} evaluations or {MAX_SECONDS:g} s")
-        return self.rhs(t, y)
-
-
 @njit(cache=True)
 def _rhs_kernel(y: np.ndarray, c: np.ndarray) -> np.ndarray:
     """The right-hand side, compiled: the same operations in the same order as plain Python, so the same
@@ -82,13 +67,24 @@ def _rhs_kernel(y: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(cache=True)
+def _rhs_t(t: float, y: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The right-hand side as LSODA calls it, f(t, y, c): compiled, so that a call costs no Python frame."""
+    return _rhs_kernel(y, c)
+
+
+def _coefficients(k: RateConstants) -> np.ndarray:
+    """The rate coefficients in `_rhs_kernel`'s order."""
+    return np.array([2.0 * k.f * k.kd, k.kd, k.kp, k.kbb, k.kpt, k.ktrM, k.ktrS, k.ktss, k.ktst, k.ktt,
+                     k.kbeta, k.disprop_ss, k.disprop_st, k.disprop_tt])
+
+
 def _rhs(k: RateConstants):
     """d/dt of I, M, S, P (SPR), Q (MCR) and the dead-polymer moments at the coefficients `k`.
 
     Beta-scission: the dead chain hands its last unit to the new radical (n -> n - 1 in the moments; the
     grid cells neglect this one-unit shift, off by default)."""
-    c = np.array([2.0 * k.f * k.kd, k.kd, k.kp, k.kbb, k.kpt, k.ktrM, k.ktrS, k.ktss, k.ktst, k.ktt, k.kbeta,
-                  k.disprop_ss, k.disprop_st, k.disprop_tt])
+    c = _coefficients(k)
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         return _rhs_kernel(np.asarray(y, dtype=float), c)
@@ -140,18 +136,22 @@ class _StepInterpolant(LsodaDenseOutput):
 _POWERS = [np.arange(order + 1) for order in range(13)]  # LSODA's orders: up to 12 (Adams), 5 (BDF)
 
 
-def _integrate(rhs: _Budgeted, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_stop: float,
+def _integrate(k: RateConstants, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_stop: float,
                recipe: Recipe) -> tuple[OdeSolution, float | None, int]:
-    """LSODA from 0 to t_end with a dense solution, stopped where the monomer falls to `m_stop`.
+    """LSODA from 0 to t_end with a dense solution, stopped where the monomer falls to `m_stop`; also the
+    number of right-hand-side evaluations.
 
     The same steps, dense output and root finding as `solve_ivp(..., method="LSODA", events=...,
     dense_output=True)` with a terminal event, to the last bit (`tests/test_engines.py`): ODEPACK's
     LSODA driven one step at a time (itask 5, never past t_end) through `scipy.integrate.ode`, as
     scipy's `LSODA` class does, without the generic solver and event machinery around it (a quarter of
-    a run at the Jacobians' tolerance)."""
+    a run at the Jacobians' tolerance), and with the compiled right-hand side called by LSODA directly.
+    Past MAX_RHS_CALLS evaluations (LSODA's own count) or MAX_SECONDS it stops with SolverBudgetError."""
+    deadline = time.monotonic() + MAX_SECONDS
+    c = _coefficients(k)
     y = np.array(y0, dtype=float)
     n = len(y)
-    solver = ode(rhs)
+    solver = ode(_rhs_t)
     solver.set_integrator("lsoda", rtol=rtol, atol=np.asarray(atol, float), max_step=0.0, min_step=0.0,
                           first_step=0.0)
     solver.set_initial_value(y, 0.0)
@@ -164,9 +164,12 @@ def _integrate(rhs: _Budgeted, y0: list, t_end: float, rtol: float, atol: np.nda
     t, g, t_stop = 0.0, y[1] - m_stop, None
     while t < t_end:
         t_old = t
-        y, t = lsoda.run(rhs, _no_jacobian, y, t, t_end, (), ())
+        y, t = lsoda.run(_rhs_t, _no_jacobian, y, t, t_end, (c,), ())
         if lsoda.success != 1:
             raise RuntimeError(f"ODE solver failed for {recipe}: LSODA's istate {lsoda.istate}")
+        if iwork[11] > MAX_RHS_CALLS or time.monotonic() > deadline:
+            raise SolverBudgetError(f"the deterministic engine did not finish {recipe} within "
+                                    f"{MAX_RHS_CALLS} evaluations or {MAX_SECONDS:g} s")
         order, h = int(iwork[13]), rwork[11]
         yh = np.reshape(rwork[20:20 + (order + 1) * n], (n, order + 1), order="F").copy()
         if iwork[14] < order:  # the order decreases next: rescale the last column to this step's h
@@ -184,7 +187,7 @@ def _integrate(rhs: _Budgeted, y0: list, t_end: float, rtol: float, atol: np.nda
         if t_stop is not None:
             break
         g = g_new
-    return OdeSolution(np.array(ts), interpolants, alt_segment=True), t_stop, rhs.calls
+    return OdeSolution(np.array(ts), interpolants, alt_segment=True), t_stop, int(iwork[11])
 
 
 def _no_jacobian():
@@ -204,7 +207,7 @@ def run_ode(recipe: Recipe, params: KineticParameters = DEFAULT_PARAMETERS, rtol
     m0 = recipe.cBA_0
     y0 = [recipe.cAIBN_0, m0, recipe.solvent, 0.0, 0.0, 0.0, 0.0, 0.0]
 
-    sol, t_stop, nfev = _integrate(_Budgeted(_rhs(k), recipe), y0, float(sample_times[-1]), rtol,
+    sol, t_stop, nfev = _integrate(k, y0, float(sample_times[-1]), rtol,
                                    _ATOL * (rtol / DEFAULT_RTOL) * max(m0, 1.0), (1.0 - x_stop) * m0, recipe)
     stopped = t_stop is not None
     t_end = t_stop if stopped else float(sample_times[-1])

@@ -184,14 +184,14 @@ def test_the_step_loop_is_solve_ivp_lsoda_to_the_last_bit(recipe, rtol, stops):
     # the same steps, the same stop and the same dense solution, bit for bit
     from scipy.integrate import solve_ivp
 
-    from analysis.ode import _ATOL, DEFAULT_RTOL, _Budgeted, _integrate, _rhs
+    from analysis.ode import _ATOL, DEFAULT_RTOL, _integrate, _rhs
 
     k = DEFAULT_PARAMETERS.at(recipe.temp)
     y0 = [recipe.cAIBN_0, recipe.cBA_0, recipe.solvent, 0.0, 0.0, 0.0, 0.0, 0.0]
     atol = _ATOL * (rtol / DEFAULT_RTOL) * max(recipe.cBA_0, 1.0)
     m_stop = 0.1 * recipe.cBA_0
     t_end = float(SAMPLE_TIMES[-1])
-    ours, t_stop, calls = _integrate(_Budgeted(_rhs(k), recipe), y0, t_end, rtol, atol, m_stop, recipe)
+    ours, t_stop, calls = _integrate(k, y0, t_end, rtol, atol, m_stop, recipe)
 
     def stop(t, y):
         return y[1] - m_stop
