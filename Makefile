@@ -38,7 +38,7 @@ book: venv
 
 ## test: lint, then every unit test and the regression checks of the executed chapters (nbval) in one run
 ## on two workers (chapters first, slowest first, in this order; unit tests fill the gaps); no cache from
-## earlier runs
+## earlier runs; cells tagged nbval-skip (long tables printed, not checked) run in `make book` only
 test: venv lint
 	export POLYINVERSE_CACHE=$$(mktemp -d); trap 'rm -rf "$$POLYINVERSE_CACHE"' EXIT; \
 	$(ONE_THREAD) $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=12 \

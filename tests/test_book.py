@@ -1,5 +1,6 @@
 """The book's table of contents, its MyST sources and the executed reference notebooks agree."""
 
+import ast
 from pathlib import Path
 
 import jupytext
@@ -34,3 +35,35 @@ def test_reference_notebook_matches_its_source_and_is_executed(chapter):
     for cell in checked:
         assert cell.execution_count and any(o.get("name") == "stdout" for o in cell.outputs), \
             f"{chapter}.ipynb has a checked cell without stored output"
+
+
+def _stored_and_loaded(source: str) -> tuple[set[str], set[str]]:
+    """The names a cell binds (assignments, imports, definitions) and the names it reads."""
+    stored, loaded = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name):
+            (stored if isinstance(node.ctx, ast.Store) else loaded).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            stored.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            stored.add(node.name)
+    return stored, loaded
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_cells_that_make_test_skips_feed_no_cell_it_runs(chapter):
+    """`make test` (nbval) skips the cells tagged nbval-skip (long, printed, not checked); `make book` runs
+    them.  Then no cell that nbval runs may read a name that only a skipped cell set, and no skipped cell
+    may be a checked one: the checks must be the same whether the skipped cells ran or not."""
+    source = jupytext.read(ROOT / f"{chapter}.md")
+    from_skipped: set[str] = set()
+    for cell in (c for c in source.cells if c.cell_type == "code"):
+        tags = cell.metadata.get("tags", [])
+        stored, loaded = _stored_and_loaded(cell.source)
+        if "nbval-skip" in tags:
+            assert "nbval-check-output" not in tags, f"{chapter}: a checked cell is skipped"
+            from_skipped |= stored
+        else:
+            read = sorted((loaded - stored) & from_skipped)  # a name bound in the cell is its own
+            assert not read, f"{chapter}: a cell that make test runs reads {read}, set by a skipped cell"
+            from_skipped -= stored

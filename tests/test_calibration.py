@@ -191,3 +191,37 @@ def test_calibrating_on_measured_rows_covers_them_and_keeps_the_check_recipes_ou
         pit = raw[f"{t} pit"]
         assert ((pit >= 0) & (pit <= 1)).all()
         assert (pit[rows[t] < raw[f"{t} low"]] < 0.1).all() and (pit[rows[t] > raw[f"{t} high"]] > 0.9).all()
+
+
+@pytest.mark.slow
+def test_the_coverage_check_of_chapter_10_and_its_peer_comparison_on_a_few_rows():
+    # what chapter 10's cells that `make test` skips run (`make book` runs them on 30 and 20 rows): the
+    # coverage check on rows of the check recipes, their PIT histograms, and the candidate list beside the
+    # inversion with the time known
+    from analysis.calibration import pit_values
+    from analysis.candidates import N_CANDIDATES, compare
+    from analysis.plots import pit_histograms
+    from analysis.what_to_measure import check_inversions, coverage_table, measured_frame
+
+    frame, observe = load_dataset(observables=True), "composite,temp"
+    checked = check_inversions(frame, (observe,), "typical", n_rows=3, seed=3, jobs=1)
+    rows, inverted = checked[observe]
+    assert recipe_half(frame, "check")[frame.index.get_indexer(rows.index)].all()
+    coverage = coverage_table(checked)
+    assert list(coverage.index) == [observe] and list(coverage.columns) == TARGETS
+    for t in TARGETS:
+        inside = (rows[t].to_numpy() >= inverted[f"{t} low"].to_numpy()) & \
+                 (rows[t].to_numpy() <= inverted[f"{t} high"].to_numpy())
+        assert coverage.loc[observe, t] == pytest.approx(100 * inside.mean())
+    assert abs(inverted["temp mean"] - rows["temp"]).max() < 1.5  # the temperature is given (sd 0.5 °C)
+    fig = pit_histograms(checked)
+    for ax, t in zip(fig.axes, TARGETS):
+        assert sum(p.get_height() for p in ax.patches) == len(pit_values(rows, inverted, t))
+
+    cases = frame.iloc[[7, 200]]
+    side = compare(frame, measured_frame(cases, "typical", (), seed=5), "typical", jobs=1)
+    methods = [f"{N_CANDIDATES} candidates", "posterior, time known"]
+    assert list(side.index) == [(m, t) for m in methods for t in TARGETS]
+    assert list(side.columns) == ["median |error| %", "median width %", "truth inside %"]
+    assert (side["median width %"] >= 0).all() and side["truth inside %"].between(0, 100).all()
+    assert side.loc[("posterior, time known", "time"), "median |error| %"] < 2.0  # the time is given
