@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 from numba import njit
-from scipy.integrate import OdeSolution, ode
+from scipy.integrate import ode
 from scipy.integrate._ivp.lsoda import LsodaDenseOutput
 from scipy.optimize import brentq
 
@@ -136,19 +136,59 @@ class _StepInterpolant(LsodaDenseOutput):
 _POWERS = [np.arange(order + 1) for order in range(13)]  # LSODA's orders: up to 12 (Adams), 5 (BDF)
 
 
+def _interpolant(n: int, t_old: float, t: float, h: float, order: int, h_last: float | None,
+                 nordsieck: np.ndarray) -> _StepInterpolant:
+    """A step's dense output from what LSODA left in its work array (scipy's `LSODA._dense_output_impl`):
+    the Nordsieck history, its last column rescaled to this step's h when the order decreases next."""
+    yh = np.reshape(nordsieck, (n, order + 1), order="F").copy()
+    if h_last is not None:
+        yh[:, -1] *= (h / h_last) ** order
+    return _StepInterpolant(t_old, t, h, order, yh)
+
+
+class _Solution:
+    """The dense solution of a run: scipy's `OdeSolution` (ascending, `alt_segment`: a time on a step's end
+    belongs to the step after it) evaluated the same way, a step's interpolant called once per group of
+    times inside it, and each step's interpolant built the first time it is evaluated (a run evaluates
+    its solution in a third of its steps or fewer: the samples and the quadrature nodes)."""
+
+    def __init__(self, ts: np.ndarray, raw: list, n: int):
+        self.ts, self.raw, self.n = ts, raw, n
+
+    def step(self, k: int) -> _StepInterpolant:
+        """Step k's interpolant (between ts[k] and ts[k + 1])."""
+        step = self.raw[k]
+        if not isinstance(step, _StepInterpolant):
+            step = self.raw[k] = _interpolant(self.n, *step)
+        return step
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        """The solution at the times `t` (1-D, any order): states x times."""
+        t = np.asarray(t)
+        order = np.argsort(t)
+        reverse = np.empty_like(order)
+        reverse[order] = np.arange(order.shape[0])
+        t_sorted = t[order]
+        segments = np.clip(np.searchsorted(self.ts, t_sorted, side="right") - 1, 0, len(self.raw) - 1)
+        cuts = [0, *(np.flatnonzero(np.diff(segments)) + 1), len(t_sorted)]
+        ys = [self.step(segments[a])._call_impl(t_sorted[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+        return np.hstack(ys)[:, reverse]
+
+
 def _integrate(k: RateConstants, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_stop: float,
-               recipe: Recipe) -> tuple[OdeSolution, float | None, int]:
+               recipe: Recipe) -> tuple[_Solution, float | None, int]:
     """LSODA from 0 to t_end with a dense solution, stopped where the monomer falls to `m_stop`; also the
     number of right-hand-side evaluations.
 
     The same steps, dense output and root finding as `solve_ivp(..., method="LSODA", events=...,
     dense_output=True)` with a terminal event, to the last bit (`tests/test_engines.py`): ODEPACK's
-    LSODA driven one step at a time (itask 5, never past t_end) through `scipy.integrate.ode`, as
-    scipy's `LSODA` class does, without the generic solver and event machinery around it (a quarter of
-    a run at the Jacobians' tolerance), and with the compiled right-hand side called by LSODA directly.
+    LSODA driven one step at a time (itask 5, never past t_end) as scipy's `LSODA` class does, through
+    the low-level routine that `scipy.integrate.ode` wraps, without the generic solver and event
+    machinery around it, with the compiled right-hand side called by LSODA directly, and with each
+    step's dense output built only if it is evaluated (`_Solution`).
     Past MAX_RHS_CALLS evaluations (LSODA's own count) or MAX_SECONDS it stops with SolverBudgetError."""
     deadline = time.monotonic() + MAX_SECONDS
-    c = _coefficients(k)
+    c = (_coefficients(k),)
     y = np.array(y0, dtype=float)
     n = len(y)
     solver = ode(_rhs_t)
@@ -156,38 +196,39 @@ def _integrate(k: RateConstants, y0: list, t_end: float, rtol: float, atol: np.n
                           first_step=0.0)
     solver.set_initial_value(y, 0.0)
     lsoda = solver._integrator  # noqa: SLF001 (scipy's LSODA class drives it the same way)
-    lsoda.rwork[0] = t_end  # itask 5: tcrit = t_end
-    lsoda.call_args[4] = lsoda.rwork
-    lsoda.call_args[2] = 5
-    iwork, rwork = lsoda.iwork, lsoda.rwork
-    ts, interpolants = [0.0], []
+    runner, (rtol_, atol_, _, istate, rwork, iwork, jt) = lsoda.runner, lsoda.call_args
+    doubles, ints = lsoda.state_doubles, lsoda.state_ints
+    rwork[0] = t_end  # itask 5: tcrit = t_end
+    ts, raw = [0.0], []
     t, g, t_stop = 0.0, y[1] - m_stop, None
     while t < t_end:
         t_old = t
-        y, t = lsoda.run(_rhs_t, _no_jacobian, y, t, t_end, (c,), ())
-        if lsoda.success != 1:
-            raise RuntimeError(f"ODE solver failed for {recipe}: LSODA's istate {lsoda.istate}")
+        # scipy's `ode.run` for lsoda: (f, y, t, tout, rtol, atol, itask, istate, rwork, iwork, jac, jt,
+        # f_params, tfirst, jac_params, state)
+        y, t, istate = runner(_rhs_t, y, t, t_end, rtol_, atol_, 5, istate, rwork, iwork,
+                              _no_jacobian, jt, c, 1, (), doubles, ints)
+        if istate < 0:
+            raise RuntimeError(f"ODE solver failed for {recipe}: LSODA's istate {istate}")
+        istate = 2
         if iwork[11] > MAX_RHS_CALLS or time.monotonic() > deadline:
             raise SolverBudgetError(f"the deterministic engine did not finish {recipe} within "
                                     f"{MAX_RHS_CALLS} evaluations or {MAX_SECONDS:g} s")
-        order, h = int(iwork[13]), rwork[11]
-        yh = np.reshape(rwork[20:20 + (order + 1) * n], (n, order + 1), order="F").copy()
-        if iwork[14] < order:  # the order decreases next: rescale the last column to this step's h
-            yh[:, -1] *= (h / rwork[10]) ** order
-        dense = _StepInterpolant(t_old, t, h, order, yh)
-        interpolants.append(dense)
+        order = int(iwork[13])
+        raw.append((t_old, t, rwork[11], order, rwork[10] if iwork[14] < order else None,
+                    rwork[20:20 + (order + 1) * n].copy()))
         g_new = y[1] - m_stop
         if g >= 0 >= g_new:  # monomer crossed the stop downwards in this step (solve_ivp's test)
+            dense = raw[-1] = _interpolant(n, *raw[-1])
             t = brentq(lambda x, dense=dense: dense(x)[1] - m_stop, t_old, t, xtol=4 * EPS, rtol=4 * EPS)
             t_stop = float(t)
         if len(ts) > 1 and ts[-1] == t:
-            interpolants.pop()
+            raw.pop()
         else:
             ts.append(t)
         if t_stop is not None:
             break
         g = g_new
-    return OdeSolution(np.array(ts), interpolants, alt_segment=True), t_stop, int(iwork[11])
+    return _Solution(np.array(ts), raw, n), t_stop, int(iwork[11])
 
 
 def _no_jacobian():
@@ -248,7 +289,7 @@ def _observable_rates(k: RateConstants, times: np.ndarray, y: np.ndarray, cells:
     return np.hstack([dw, logs])
 
 
-def _cells(k: RateConstants, sol: OdeSolution, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cells(k: RateConstants, sol: _Solution, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative polymer mass (monomer units, mol/L) in the 102 grid cells at each sample time, and
     per sample the branch points formed so far (mol/L: propagations of mid-chain radicals, kpt Q M) and
     the integrals of [Q] and [P] + [Q] over the interval since the previous sample (mol s/L)."""
