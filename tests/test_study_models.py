@@ -13,7 +13,7 @@ from analysis.domain import Domain
 from analysis.hyperparameters import NESTED_SEARCH, STUDY_SEARCH, StaleHyperparameters, load_stored
 from analysis.metrics import interval_coverage, metrics
 from analysis.mmd import MMD_COLUMNS
-from analysis.study_models import STUDY_RESULTS, scaled_split, study_split
+from analysis.study_models import STUDY_RESULTS, replicate, scaled_split, spread_table, study_fit, study_split
 
 
 def test_metrics_against_hand_computed_values():
@@ -65,6 +65,31 @@ def test_study_split_fits_scalers_on_all_rows_and_splits_rows_80_20(toy):
     np.testing.assert_allclose(split.original(split.Y_test), frame[TARGETS].to_numpy()[split.test_index])
     again = study_split(frame, "composite")
     np.testing.assert_array_equal(split.test_index, again.test_index)
+
+
+def test_replicate_in_worker_processes_equals_each_fit_alone_and_seeds_differ(data):
+    # chapter 7's table of seeds (run by `make book` only): the forests fitted in parallel workers give
+    # the metrics of the same fit made here, one at a time; another seed is another split and another
+    # forest; the spread table is the mean and sd of the rows, next to the study's published value
+    small = {"n_estimators": 8, "max_depth": 6, "min_samples_split": 2, "min_samples_leaf": 1}
+    tuned = {"rf_mmd": {"params": small}, "rf_composite": {"params": small}}
+    seeds, models = (42, 1), ("RF, MMD only", "RF, composite")
+    runs = replicate(data, tuned, seeds, with_network=False)
+    assert list(zip(runs.seed, runs.model)) == [(s, m) for s in seeds for m in models]
+    for _, row in runs.iterrows():
+        alone = study_fit(data, "rf", "mmd" if "MMD" in row.model else "composite", tuned, row.seed).metrics
+        # the same forests; a forest's prediction sums its trees in the order its threads finish: the
+        # last bit may differ
+        assert [row[f"r2 {t}"] for t in TARGETS] == pytest.approx(list(alone["r2"]), rel=1e-12)
+    first, second = (study_split(data, "composite", random_state=s).test_index for s in seeds)
+    assert len(np.intersect1d(first, second)) < 0.5 * len(first)
+    assert runs.global_r2.nunique() == len(runs)
+    table = spread_table(runs)
+    composite = runs[runs.model == "RF, composite"]
+    row = table.loc[("RF, composite", "global R²")]
+    assert row["ours (mean)"] == pytest.approx(composite.global_r2.mean())
+    assert row["ours (sd over seeds)"] == pytest.approx(composite.global_r2.std())
+    assert table.loc[("RF, MMD only", "R² temp"), "study"] == STUDY_RESULTS["RF, MMD only"]["r2"][2]
 
 
 def test_scaled_split_fits_its_scalers_on_the_training_rows_only(toy):
