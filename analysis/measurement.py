@@ -58,9 +58,11 @@ def spreading_matrix(shift: float, broadening: float) -> np.ndarray:
     if broadening <= 0:  # each source cell, uniform over its width, moved by the shift
         lo, hi = EDGES[None, :-1] + shift, EDGES[None, 1:] + shift
         return np.clip(np.minimum(EDGES[1:, None], hi) - np.maximum(EDGES[:-1, None], lo), 0.0, None) / DLOGM
-    upper = ndtr((EDGES[1:, None] - LOGM[None, :] - shift) / broadening)
-    lower = ndtr((EDGES[:-1, None] - LOGM[None, :] - shift) / broadening)
-    return upper - lower
+    # the grid is uniform: an edge lies (k - 1/2) cells above a centre for k = i - j, one of 201 offsets, so
+    # the normal's distribution function is evaluated once per offset (not per pair of cells)
+    cdf = ndtr(((np.arange(-LOGM.size + 1, LOGM.size + 1) - 0.5) * DLOGM - shift) / broadening)
+    offset = np.arange(LOGM.size)[:, None] - np.arange(LOGM.size)[None, :] + LOGM.size - 1
+    return cdf[offset + 1] - cdf[offset]
 
 
 def noise_kernel(length: float) -> np.ndarray:

@@ -146,33 +146,53 @@ def _interpolant(n: int, t_old: float, t: float, h: float, order: int, h_last: f
     return _StepInterpolant(t_old, t, h, order, yh)
 
 
+@njit(cache=True)
+def _nordsieck_values(t: np.ndarray, segment: np.ndarray, t_step: np.ndarray, h: np.ndarray,
+                      h_last: np.ndarray, order: np.ndarray, offset: np.ndarray, history: np.ndarray,
+                      n: int) -> np.ndarray:
+    """The solution at the times t (states x times), each from the Nordsieck history of its step
+    (`segment`), as scipy's `LsodaDenseOutput` computes it: y = sum_p yh[:, p] ((t - t_step) / h)^p,
+    the last column scaled by (h / h_last)^order where the order decreases next (h_last not NaN); the
+    powers by `pow`, the sum in order over p."""
+    out = np.empty((n, t.shape[0]))
+    for i in range(t.shape[0]):
+        k = segment[i]
+        q, base = order[k], offset[k]
+        scale = 1.0 if np.isnan(h_last[k]) else (h[k] / h_last[k]) ** float(q)
+        x = (t[i] - t_step[k]) / h[k]
+        for j in range(n):
+            acc = 0.0
+            for p in range(q + 1):
+                coefficient = history[base + p * n + j]  # column p of the (n, q + 1) Fortran-order block
+                if p == q:
+                    coefficient *= scale
+                acc += coefficient * x ** float(p)
+            out[j, i] = acc
+    return out
+
+
 class _Solution:
-    """The dense solution of a run: scipy's `OdeSolution` (ascending, `alt_segment`: a time on a step's end
-    belongs to the step after it) evaluated the same way, a step's interpolant called once per group of
-    times inside it, and each step's interpolant built the first time it is evaluated (a run evaluates
-    its solution in a third of its steps or fewer: the samples and the quadrature nodes)."""
+    """The dense solution of a run: the steps chosen as scipy's `OdeSolution` chooses them (ascending,
+    `alt_segment`: a time on a step's end belongs to the step after it), each evaluated from the Nordsieck
+    history LSODA left after it (`_nordsieck_values`: `LsodaDenseOutput`'s formula, compiled, for all the
+    times at once; the last bit of a sum may differ from scipy's, which BLAS computes and which itself
+    depends on the CPU's kernels).  `steps` holds per step its end, h, the previous h (NaN unless the order
+    decreases next), its order and its history."""
 
-    def __init__(self, ts: np.ndarray, raw: list, n: int):
-        self.ts, self.raw, self.n = ts, raw, n
-
-    def step(self, k: int) -> _StepInterpolant:
-        """Step k's interpolant (between ts[k] and ts[k + 1])."""
-        step = self.raw[k]
-        if not isinstance(step, _StepInterpolant):
-            step = self.raw[k] = _interpolant(self.n, *step)
-        return step
+    def __init__(self, ts: np.ndarray, steps: list[tuple], n: int):
+        self.ts, self.n = ts, n
+        t_step, h, h_last, order, history = zip(*steps)
+        self.t_step, self.h, self.h_last = np.array(t_step), np.array(h), np.array(h_last)
+        self.order = np.array(order, dtype=np.int64)
+        self.offset = np.concatenate([[0], np.cumsum((self.order + 1) * n)[:-1]]).astype(np.int64)
+        self.history = np.concatenate(history)
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         """The solution at the times `t` (1-D, any order): states x times."""
-        t = np.asarray(t)
-        order = np.argsort(t)
-        reverse = np.empty_like(order)
-        reverse[order] = np.arange(order.shape[0])
-        t_sorted = t[order]
-        segments = np.clip(np.searchsorted(self.ts, t_sorted, side="right") - 1, 0, len(self.raw) - 1)
-        cuts = [0, *(np.flatnonzero(np.diff(segments)) + 1), len(t_sorted)]
-        ys = [self.step(segments[a])._call_impl(t_sorted[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
-        return np.hstack(ys)[:, reverse]
+        t = np.asarray(t, dtype=float)
+        segment = np.clip(np.searchsorted(self.ts, t, side="right") - 1, 0, len(self.order) - 1)
+        return _nordsieck_values(t, segment, self.t_step, self.h, self.h_last, self.order, self.offset,
+                                 self.history, self.n)
 
 
 def _integrate(k: RateConstants, y0: list, t_end: float, rtol: float, atol: np.ndarray, m_stop: float,
@@ -180,12 +200,12 @@ def _integrate(k: RateConstants, y0: list, t_end: float, rtol: float, atol: np.n
     """LSODA from 0 to t_end with a dense solution, stopped where the monomer falls to `m_stop`; also the
     number of right-hand-side evaluations.
 
-    The same steps, dense output and root finding as `solve_ivp(..., method="LSODA", events=...,
-    dense_output=True)` with a terminal event, to the last bit (`tests/test_engines.py`): ODEPACK's
-    LSODA driven one step at a time (itask 5, never past t_end) as scipy's `LSODA` class does, through
-    the low-level routine that `scipy.integrate.ode` wraps, without the generic solver and event
-    machinery around it, with the compiled right-hand side called by LSODA directly, and with each
-    step's dense output built only if it is evaluated (`_Solution`).
+    The same steps and root finding as `solve_ivp(..., method="LSODA", events=..., dense_output=True)`
+    with a terminal event, to the last bit, and the same dense output up to the rounding of its sums
+    (`tests/test_engines.py`): ODEPACK's LSODA driven one step at a time (itask 5, never past t_end) as
+    scipy's `LSODA` class does, through the low-level routine that `scipy.integrate.ode` wraps, without
+    the generic solver and event machinery around it, with the compiled right-hand side called by LSODA
+    directly, and with the dense output evaluated from each step's Nordsieck history (`_Solution`).
     Past MAX_RHS_CALLS evaluations (LSODA's own count) or MAX_SECONDS it stops with SolverBudgetError."""
     deadline = time.monotonic() + MAX_SECONDS
     c = (_coefficients(k),)
@@ -199,7 +219,7 @@ def _integrate(k: RateConstants, y0: list, t_end: float, rtol: float, atol: np.n
     runner, (rtol_, atol_, _, istate, rwork, iwork, jt) = lsoda.runner, lsoda.call_args
     doubles, ints = lsoda.state_doubles, lsoda.state_ints
     rwork[0] = t_end  # itask 5: tcrit = t_end
-    ts, raw = [0.0], []
+    ts, steps = [0.0], []  # per step: end, h, previous h, order, Nordsieck history
     t, g, t_stop = 0.0, y[1] - m_stop, None
     while t < t_end:
         t_old = t
@@ -214,21 +234,20 @@ def _integrate(k: RateConstants, y0: list, t_end: float, rtol: float, atol: np.n
             raise SolverBudgetError(f"the deterministic engine did not finish {recipe} within "
                                     f"{MAX_RHS_CALLS} evaluations or {MAX_SECONDS:g} s")
         order = int(iwork[13])
-        raw.append((t_old, t, rwork[11], order, rwork[10] if iwork[14] < order else None,
-                    rwork[20:20 + (order + 1) * n].copy()))
+        step = (t, rwork[11], rwork[10] if iwork[14] < order else np.nan, order,
+                rwork[20:20 + (order + 1) * n].copy())
         g_new = y[1] - m_stop
         if g >= 0 >= g_new:  # monomer crossed the stop downwards in this step (solve_ivp's test)
-            dense = raw[-1] = _interpolant(n, *raw[-1])
+            dense = _interpolant(n, t_old, *step[:2], order, None if np.isnan(step[2]) else step[2], step[4])
             t = brentq(lambda x, dense=dense: dense(x)[1] - m_stop, t_old, t, xtol=4 * EPS, rtol=4 * EPS)
             t_stop = float(t)
-        if len(ts) > 1 and ts[-1] == t:
-            raw.pop()
-        else:
+        if len(ts) == 1 or ts[-1] != t:  # a step of zero length is dropped, as scipy drops it
             ts.append(t)
+            steps.append(step)
         if t_stop is not None:
             break
         g = g_new
-    return _Solution(np.array(ts), raw, n), t_stop, int(iwork[11])
+    return _Solution(np.array(ts), steps, n), t_stop, int(iwork[11])
 
 
 def _no_jacobian():
