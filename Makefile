@@ -19,7 +19,7 @@ export TF_ENABLE_ONEDNN_OPTS := 0
 ONE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 --nbval-sanitize-with book/sanitize.cfg
 
-.PHONY: venv book test unit lint nbval data examples notebooks tune finder bench clean
+.PHONY: venv book test unit lint nbval data examples notebooks tune finder calibrate bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
@@ -76,7 +76,7 @@ examples: venv
 	$(BIN)/python -m analysis examples --out data/examples
 
 ## tune: rerun the study's hyperparameter search and the nested searches (all cores, all threads), then
-## the finder's stored models
+## `make finder` and `make calibrate`
 tune: venv
 	$(BIN)/python -m analysis tune
 	$(BIN)/python -m analysis tune --nested
@@ -84,9 +84,13 @@ tune: venv
 	$(ONE_THREAD) $(BIN)/python -m analysis tune --calibrate
 
 ## finder: fit and store the finder's models and domains for the workbook, per measurement profile
-## (data/finder_models*.pickle.gz), and calibrate the inversion's intervals (data/interval_calibration.json)
+## (data/finder_models*.pickle.gz; minutes): afterwards an `invert` call fits no model
 finder: venv
 	$(BIN)/python -m analysis tune --finder
+
+## calibrate: calibrate the inversion's intervals for the workbook (data/interval_calibration.json, committed;
+## about an hour and a half on two cores)
+calibrate: venv
 	$(ONE_THREAD) $(BIN)/python -m analysis tune --calibrate
 
 ## bench: speed figures of the engines, the inversion and the cluster path (prints ratios to the targets)

@@ -108,7 +108,7 @@ def _tune(args: argparse.Namespace) -> int:
     from .tuning import run_nested, run_study_search
 
     if args.finder and args.calibrate:
-        raise DatasetError("--finder and --calibrate are two runs: give one (`make finder` runs both)")
+        raise DatasetError("--finder and --calibrate are two runs: give one (`make tune` runs both)")
     if args.out:
         check_writable(args.out, "JSON file" if not args.finder else "model file")
     start = time.perf_counter()
