@@ -168,7 +168,7 @@ def later(sim: dict, dt: float) -> dict:
             **{name: sim[name] * np.exp(dt * r[name]) for name in MEASURED}}
 
 
-def measurement_noise(obs: Observation, profile: Profile) -> dict:
+def measurement_noise(obs: Observation, profile: Profile, floor: float = 0.0) -> dict:
     """The noise of an observation measured with `profile`: without an instrument, `NOISE`.  With one, the
     simulated trace is passed through the instrument (broadening, cut-off, renormalisation) and compared
     with the observed one over the points kept that report a signal (`measurement.reported`: a zero is
@@ -177,7 +177,15 @@ def measurement_noise(obs: Observation, profile: Profile) -> dict:
     calibration's shift is not linearised: it is a nuisance parameter of the fit (`shift_sd`, in decades;
     the fit's variable is the shift over that sd, with a standard normal prior), marginalised with the
     others.  Mn and Mw, computed from the trace, are not compared again; the other scalars combine the
-    simulator's scatter with the analysis' precision, and known values take the profile's."""
+    simulator's scatter with the analysis' precision, and known values take the profile's.
+
+    `floor` (default 0: none) adds white noise of sd `floor` x the observed trace's peak to every point: a
+    model error that caps the weight of the trace's finest structure.  A smooth, correlated noise leaves
+    directions with almost no variance (on a `poor` trace, half of them below 2e-5 of the peak), whose
+    whitened misfit swings with the calibration's shift at the grid's scale: the misfit gets many minima in
+    the shift, each with its own monomer (`benchmarks/model_floor.py` measures the effect)."""
+    if floor < 0:
+        raise ValueError(f"the model-error floor is a fraction of the trace's peak, >= 0; got {floor}")
     if not profile.instrument:
         return NOISE
     op = trace_operator(obs.mmd, profile)
@@ -185,6 +193,8 @@ def measurement_noise(obs: Observation, profile: Profile) -> dict:
     noise = {name: float(np.hypot(SIMULATOR_SCATTER[name], getattr(profile, name))) for name in MEASURED
              if name not in ("Mn", "Mw")}
     observed = obs.mmd[op.kept] / (obs.mmd[op.kept].sum() * DLOGM)
+    if floor > 0:
+        cov = cov + (floor * observed.max()) ** 2 * np.eye(len(cov))
     shift = {"shift_sd": profile.calibration_sd} if profile.calibration_sd > 0 else {}
     return {**NOISE, **noise, "time": profile.known_time, "temp": profile.known_temp, "profile": profile,
             "whiten": whitening(cov, reported(observed)), "observed_trace": observed, **shift}

@@ -425,6 +425,36 @@ def test_the_calibration_shift_is_fitted_with_its_prior():
 
 
 @pytest.mark.parametrize("name", ["typical", "poor"])
+def test_a_model_error_floor_caps_the_weight_of_every_direction_of_the_trace(name):
+    # a smooth correlated noise leaves directions of the measured trace with almost no variance; the floor
+    # (white, sd floor x the trace's peak) whitens cov + floor² I exactly, so no direction weighs more
+    # than 1 / (floor x peak); without it some weigh orders of magnitude more; floor 0 changes nothing
+    from analysis.inversion import measurement_noise
+    from analysis.measurement import PROFILES, measured_trace, reported, trace_operator
+
+    profile = PROFILES[name]
+    sim = forward(OFF_GRID)
+    w = np.zeros(100)
+    w[trace_operator(sim["mmd"], profile).kept] = measured_trace(sim["mmd"], profile)
+    obs = Observation(w, sim["cBA_time"], sim["Mn"], sim["Mw"])
+    plain, floored = measurement_noise(obs, profile), measurement_noise(obs, profile, 5e-4)
+    np.testing.assert_array_equal(measurement_noise(obs, profile, 0.0)["whiten"], plain["whiten"])
+    observed = plain["observed_trace"]
+    cap = 1.0 / (5e-4 * observed.max())
+    assert np.linalg.norm(floored["whiten"], 2) <= cap * (1 + 1e-9)
+    assert np.linalg.norm(plain["whiten"], 2) > 10 * cap
+    op_obs = trace_operator(obs.mmd, profile)
+    cov = (op_obs.d_trace * NOISE["mmd"] ** 2) @ op_obs.d_trace.T + op_obs.detector
+    cov += (5e-4 * observed.max()) ** 2 * np.eye(len(cov))
+    compared = reported(observed)
+    whiten = floored["whiten"][:, compared]
+    block = whiten @ cov[np.ix_(compared, compared)] @ whiten.T
+    np.testing.assert_allclose(block, np.eye(len(block)), atol=1e-8)
+    with pytest.raises(ValueError, match="floor"):
+        measurement_noise(obs, profile, -1e-4)
+
+
+@pytest.mark.parametrize("name", ["typical", "poor"])
 def test_the_free_fit_finds_the_calibration_shift_among_its_minima(name):
     # noise-free traces seen through an SEC whose calibration is off: under an instrument the misfit has
     # several minima in the shift, each with its own recipe, and the joint fit of recipe and shift from
