@@ -54,7 +54,15 @@ from .design import (
     unit_span,
 )
 from .kinetics import Recipe
-from .measurement import PROFILES, Profile, measured_trace, reported, trace_operator, whitening
+from .measurement import (
+    PROFILES,
+    Profile,
+    measured_trace,
+    reported,
+    trace_covariance,
+    trace_operator,
+    whitening,
+)
 from .mmd import DLOGM, N_POINTS, l1_distance
 from .ode import run_ode
 
@@ -189,7 +197,7 @@ def measurement_noise(obs: Observation, profile: Profile, floor: float = 0.0) ->
     if not profile.instrument:
         return NOISE
     op = trace_operator(obs.mmd, profile)
-    cov = (op.d_trace * NOISE["mmd"] ** 2) @ op.d_trace.T + op.detector
+    cov = trace_covariance(op, NOISE["mmd"])
     noise = {name: float(np.hypot(SIMULATOR_SCATTER[name], getattr(profile, name))) for name in MEASURED
              if name not in ("Mn", "Mw")}
     observed = obs.mmd[op.kept] / (obs.mmd[op.kept].sum() * DLOGM)

@@ -162,6 +162,12 @@ def trace_operator(w: np.ndarray, p: Profile) -> TraceOperator:
     return TraceOperator(kept, m, project @ spread, project @ (d_spread @ w), mixing @ mixing.T)
 
 
+def trace_covariance(op: TraceOperator, s: np.ndarray) -> np.ndarray:
+    """The measured trace's noise covariance without the calibration shift: a per-point scatter of the true
+    trace (sd `s` on the grid) through the operator, and the detector's."""
+    return (op.d_trace * s**2) @ op.d_trace.T + op.detector
+
+
 def whitening(cov: np.ndarray, compared: np.ndarray | None = None) -> np.ndarray:
     """W with W @ cov @ W.T = I on the directions that carry noise (eigenvectors, each over its sd); the
     others (the renormalised trace's area) carry no noise and no information, and are dropped.  With

@@ -66,10 +66,10 @@ from .measurement import (
     PROFILES,
     ObservationError,
     Profile,
-    TraceOperator,
     measure_scalar,
     measured_rows,
     measured_trace,
+    trace_covariance,
     trace_operator,
     whitening,
 )
@@ -118,12 +118,6 @@ def _whiten(cov: np.ndarray, jac: np.ndarray) -> np.ndarray:
     return out
 
 
-def _trace_cov(op: TraceOperator, s: np.ndarray) -> np.ndarray:
-    """The measured trace's noise covariance without the calibration shift: the kMC scatter (sd `s` on
-    the grid) through the operator, and the detector's."""
-    return (op.d_trace * s**2) @ op.d_trace.T + op.detector
-
-
 def _sample_block(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra: tuple[str, ...],
                   trace: bool = True) -> tuple[np.ndarray, ...]:
     """One sample's part of the observation: Jacobian of the trace, its noise covariance without the
@@ -136,7 +130,7 @@ def _sample_block(rj: RowJacobians, sigma: np.ndarray, r: int, p: Profile, extra
     elif p.instrument:
         op = trace_operator(rj.observed[r, :N], p)
         j_trace = op.d_trace @ jac[:N]
-        cov = _trace_cov(op, s[:N])
+        cov = trace_covariance(op, s[:N])
         d_shift = op.d_shift
         scalars = [(N, p.cBA_time)]
     else:
@@ -389,7 +383,7 @@ class Lattice:
         w, s = self.observed[i, :N], self.sigma[i, :N]
         if p.instrument:
             op = trace_operator(w, p)
-            cov = _trace_cov(op, s) + p.calibration_sd**2 * np.outer(op.d_shift, op.d_shift)
+            cov = trace_covariance(op, s) + p.calibration_sd**2 * np.outer(op.d_shift, op.d_shift)
         else:
             cov = np.diag(s**2)
         vals, vecs = np.linalg.eigh(cov)

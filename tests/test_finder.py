@@ -430,7 +430,7 @@ def test_a_model_error_floor_caps_the_weight_of_every_direction_of_the_trace(nam
     # (white, sd floor x the trace's peak) whitens cov + floor² I exactly, so no direction weighs more
     # than 1 / (floor x peak); without it some weigh orders of magnitude more; floor 0 changes nothing
     from analysis.inversion import measurement_noise
-    from analysis.measurement import PROFILES, measured_trace, reported, trace_operator
+    from analysis.measurement import PROFILES, measured_trace, reported, trace_covariance, trace_operator
 
     profile = PROFILES[name]
     sim = forward(OFF_GRID)
@@ -443,8 +443,7 @@ def test_a_model_error_floor_caps_the_weight_of_every_direction_of_the_trace(nam
     cap = 1.0 / (5e-4 * observed.max())
     assert np.linalg.norm(floored["whiten"], 2) <= cap * (1 + 1e-9)
     assert np.linalg.norm(plain["whiten"], 2) > 10 * cap
-    op_obs = trace_operator(obs.mmd, profile)
-    cov = (op_obs.d_trace * NOISE["mmd"] ** 2) @ op_obs.d_trace.T + op_obs.detector
+    cov = trace_covariance(trace_operator(obs.mmd, profile), NOISE["mmd"])
     cov += (5e-4 * observed.max()) ** 2 * np.eye(len(cov))
     compared = reported(observed)
     whiten = floored["whiten"][:, compared]
