@@ -3,7 +3,8 @@ sd `floor` x the trace's peak, added to the covariance that whitens a measured t
 posterior.  Under an instrument the trace's noise is smooth and correlated along log M, so its covariance
 has directions with almost no variance; whitened, the misfit's finest structure then swings with the
 calibration's shift, at the grid's scale, and the fit lands in one of many minima of the shift, each with
-its own monomer.  The floor caps those weights.
+its own monomer.  The floor caps those weights.  The inversion's default is MODEL_FLOOR (a hundredth) of
+the profile's detector baseline: 2e-5 of the peak under `typical`, 1e-4 under `poor`.
 
 For each floor: random rows of the calibration half of the recipes (`calibration.recipe_half`; the check
 half stays unseen), measured with a profile and an observation set and inverted from the centre.  Printed
