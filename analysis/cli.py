@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action="store_true",
                    help="calibrate the physics inversion's 90 %% intervals on measured rows of half the "
                         "recipes, for the typical and poor profiles, and store the factors "
-                        "(data/interval_calibration.json; about an hour and a half on two cores)")
+                        "(data/interval_calibration.json; 45 minutes to 1.5 hours on two cores)")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")
