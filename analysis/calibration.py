@@ -16,14 +16,16 @@ result (chapter 10).
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kstest
+from scipy.stats import binom, kstest
 
 from .dataset import DATA_DIR, dataset_path
 from .design import BOX, TARGETS, recipe_groups, target_from_unit, target_to_unit
@@ -104,6 +106,15 @@ def widen(interval: dict, factors: dict) -> dict:
     return out
 
 
+def share_in_band(n: int, level: float = 0.90, band: tuple[float, float] = (0.85, 0.95)) -> float:
+    """The probability that intervals holding the truth exactly `level` of the time hold it for a share
+    of n independent rows inside `band` (ends included): how often one set's check, on n rows, lands in
+    the issue's 85-95 % by its scatter alone."""
+    k = np.arange(n + 1)
+    inside = (k >= band[0] * n - 1e-9) & (k <= band[1] * n + 1e-9)
+    return float(binom.pmf(k[inside], n, level).sum())
+
+
 def pit_values(truth: pd.DataFrame, inverted: pd.DataFrame, target: str) -> np.ndarray:
     """The posterior's CDF at the truth (`{target} pit` of `roundtrip.invert_rows`) on the rows whose truth
     lies strictly inside the box: on a bound the CDF is 0 or 1 by construction, which says nothing."""
@@ -127,6 +138,24 @@ def pit_check(truth: pd.DataFrame, inverted: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).T.astype({"rows": int})
 
 
+class StaleCalibration(UserWarning):
+    """Stored interval factors computed with other inversion settings than the code's."""
+
+
+@lru_cache(maxsize=8)
+def _check_settings(file: str, mtime: int, stored: str, settings: str) -> None:
+    """Warn (once per file version and settings in a process) if the factors were computed with other
+    inversion settings, naming what differs."""
+    old, new = json.loads(stored), json.loads(settings)
+    if old == new:
+        return
+    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    differ = differ if old else ["none stored"]
+    warnings.warn(f"{Path(file).name} was calibrated with other inversion settings than the code's "
+                  f"(differing: {', '.join(differ)}); its factors may no longer give 90 % intervals: run "
+                  "`make calibrate`", StaleCalibration, stacklevel=3)
+
+
 @lru_cache(maxsize=8)
 def _stored(file: str, mtime: int, data: str) -> dict:
     """The stored calibration, read (and checked against the workbook, warning if stale) once per file
@@ -135,15 +164,21 @@ def _stored(file: str, mtime: int, data: str) -> dict:
 
 
 def interval_factors(noise: str, name: str, file: Path | str = CALIBRATION,
-                     data: Path | str | None = None) -> tuple[dict, str]:
+                     data: Path | str | None = None, settings: dict | None = None) -> tuple[dict, str]:
     """The stored factors for a profile and observation set (`set_name`), and how they were chosen:
     'calibrated' for a stored set, 'largest of the calibrated sets' (per target) for another set of a
     calibrated profile, 'uncalibrated' (all 1) for a profile without factors or without the file.  Warns
-    (once per process) if the factors were computed on another workbook (`hyperparameters.load_stored`)."""
+    (once per process) if the factors were computed on another workbook (`hyperparameters.load_stored`)
+    or, given the inversion's `settings` (`inversion.settings()`), with other settings (StaleCalibration)."""
     ones = dict.fromkeys(TARGETS, 1.0)
     if not Path(file).exists():
         return ones, "uncalibrated"
-    sets = _stored(str(file), Path(file).stat().st_mtime_ns, str(dataset_path(data)))["factors"].get(noise)
+    mtime = Path(file).stat().st_mtime_ns
+    stored = _stored(str(file), mtime, str(dataset_path(data)))
+    if settings is not None:
+        _check_settings(str(file), mtime, json.dumps(stored.get("inversion", {}), sort_keys=True),
+                        json.dumps(settings, sort_keys=True))
+    sets = stored["factors"].get(noise)
     if not sets:
         return ones, "uncalibrated"
     if name in sets:

@@ -30,6 +30,7 @@ from .dataset import DATA_DIR, dataset_path, file_sha256, load_dataset, study_sh
 from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
 from .domain import Domain
 from .inversion import Observation, disagreements, invert, measurement_noise
+from .inversion import settings as inversion_settings
 from .kinetics import BULK_BA
 from .measurement import PROFILES, measured_rows
 from .memo import cached
@@ -284,7 +285,7 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     sigma = measurement_noise(obs, PROFILES[noise])
     result = invert(obs, starts=[clip_to_box({**ml_recipe, **known}), {**CENTRE, **known}], noise=sigma)
     observed = set_name(obs.extras + obs.known)
-    factors, basis = interval_factors(noise, observed)
+    factors, basis = interval_factors(noise, observed, settings=inversion_settings())
     interval = widen(result.interval, factors)
     warnings_ = verdict.reasons() + disagreements(result.recipe, obs, sigma)
     failed = result.inflation > FAILED_FIT

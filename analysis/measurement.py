@@ -43,6 +43,18 @@ class Profile:
     known_time: float = 1.0  # s: sd of a known reaction time (sampling, quench)
     sources: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def __post_init__(self) -> None:
+        for name in ("calibration_sd", "broadening", "detector_relative", "detector_baseline",
+                     "noise_correlation", "cBA_time", "cAIBN_time", "branching", "known_temp", "known_time"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ObservationError(f"profile {self.name!r}: {name} is a standard deviation or a length, "
+                                       f"finite and >= 0; got {value}")
+        for name in ("known_temp", "known_time"):  # the inversion divides by them, and integrates over
+            if getattr(self, name) == 0:  # the known temperature's sd (a zero-width cell has no density)
+                raise ObservationError(f"profile {self.name!r}: {name} is the sd of a known value, > 0 "
+                                       "(no temperature or time is known exactly)")
+
     @property
     def instrument(self) -> bool:
         """True when the SEC trace passes through an instrument (anything but the kMC scatter)."""

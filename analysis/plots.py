@@ -191,13 +191,15 @@ def interval_widths(low: pd.DataFrame, high: pd.DataFrame):
 
 
 def valley_posterior(post, truth: dict | None = None):
-    """The inversion's posterior along the valley: the mass per degree of each profile temperature, and
-    the initiator and time of the recipes along it (truth marked if known)."""
+    """The inversion's posterior along the valley: the temperature's marginal density (the profile's
+    temperatures marked), and the initiator and time of the recipes along it (truth marked if known)."""
     fig, axes = plt.subplots(1, 3, figsize=WIDE)
-    cells, at = np.unique(post.cells, axis=0, return_inverse=True)  # the branches' mass per cell, summed
-    width = cells[:, 1] - cells[:, 0]
-    density = np.bincount(at.ravel(), post.weights) / width
-    axes[0].bar(cells[:, 0], density, width=width, align="edge", alpha=0.6)
+    x = np.linspace(post.cells.min(), post.cells.max(), 801)
+    density = post.density("temp", x)
+    axes[0].plot(x, density)
+    axes[0].fill_between(x, density, alpha=0.3)
+    grid = np.unique(post.temps)
+    axes[0].plot(grid, post.density("temp", grid), "o", ms=3, color="C0")
     axes[0].set(xlabel="temp (°C)", ylabel="posterior density (1/°C)")
     branch = np.zeros(len(post.temps), int) if post.branch is None else post.branch
     for ax, j, name in ((axes[1], 1, "cAIBN_0"), (axes[2], 3, "time")):

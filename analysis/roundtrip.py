@@ -11,6 +11,7 @@ import pandas as pd
 from .calibration import interval_factors, set_name, widen
 from .design import CENTRE, TARGETS, clip_to_box
 from .inversion import Observation, forward, invert, measurement_noise
+from .inversion import settings as inversion_settings
 from .measurement import PROFILES
 from .mmd import MMD_COLUMNS, l1_distance
 from .workers import parallel_map
@@ -86,9 +87,10 @@ def calibrated_table(inverted: pd.DataFrame, noise: str, factors: dict | None = 
     """`invert_rows`' table with each row's intervals widened by the given factors (per target), or else
     by the stored factors of the profile `noise` and the row's observation set
     (`calibration.interval_factors`)."""
-    out = inverted.copy()
+    out, now = inverted.copy(), inversion_settings()
     for idx in out.index:
-        row_factors = factors if factors is not None else interval_factors(noise, out.at[idx, "observed"])[0]
+        row_factors = factors if factors is not None else interval_factors(noise, out.at[idx, "observed"],
+                                                                          settings=now)[0]
         given = {t: (out.at[idx, f"{t} low"], out.at[idx, f"{t} high"]) for t in TARGETS}
         for t, (low, high) in widen(given, row_factors).items():
             out.at[idx, f"{t} low"], out.at[idx, f"{t} high"] = low, high

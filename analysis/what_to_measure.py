@@ -61,6 +61,7 @@ from .identifiability import (
     bound_of_rows,
     valley_mse,
 )
+from .inversion import settings as inversion_settings
 from .kinetics import Recipe
 from .measurement import (
     PROFILES,
@@ -799,7 +800,7 @@ def write_calibration(data: str | None = None, noises: tuple[str, ...] = ("typic
     frame = load_dataset(data, observables=True)
     stored = {**stamp(data), "level": level, "rows": CALIBRATION_ROWS, "split_seed": SPLIT_SEED,
               "method": "split conformal, half-widths in unit coordinates, ends on a bound kept",
-              "factors": {}, "coverage_before": {}}
+              "inversion": inversion_settings(), "factors": {}, "coverage_before": {}}
     for noise in noises:
         result = calibrate_intervals(frame, noise, level=level)
         stored["factors"][noise] = result["factors"]

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from analysis.calibration import pit_check
+from analysis.calibration import pit_check, share_in_band
 from analysis.dataset import load_dataset
 from analysis.design import TARGETS
 from analysis.metrics import metrics
@@ -32,6 +32,10 @@ def _cells(rates, n: int) -> str:
 
 def main(n: int = 80, noise: str = "typical") -> None:
     frame = load_dataset(observables=True)
+    cells = len(CALIBRATED_SETS) * len(TARGETS)
+    print(f"{n} rows per set: exactly calibrated 90 % intervals give a share in 85-95 % with probability "
+          f"{share_in_band(n):.3f}, i.e. {cells * share_in_band(n):.1f} of the {cells} cells expected inside "
+          f"(fewer if the rows' misses are correlated across sets)", flush=True)
     for observe in CALIBRATED_SETS:
         tic = time.perf_counter()
         rows, raw = measured_inversions(frame, noise, n, 11, None, observe, "check", calibrated=False)

@@ -12,17 +12,20 @@ import pytest
 
 from analysis.calibration import (
     CALIBRATION,
+    StaleCalibration,
     conformal_factor,
     interval_factors,
     pit_check,
     recipe_half,
     scores,
     set_name,
+    share_in_band,
     widen,
 )
 from analysis.dataset import dataset_path, file_sha256, load_dataset
 from analysis.design import BOX, RECIPE_KEY, TARGETS, from_unit
 from analysis.hyperparameters import StaleHyperparameters
+from analysis.inversion import settings
 from analysis.roundtrip import calibrated_table, interval_hits
 from analysis.what_to_measure import CALIBRATED_SETS, calibration_summary, parse_observe
 
@@ -168,6 +171,28 @@ def test_stored_factors_belong_to_this_workbook_and_cover_the_sets(tmp_path):
         assert interval_factors("typical", "composite", file=other) == (factors, "calibrated")
 
 
+def test_stored_factors_belong_to_the_inversion_settings_and_warn_when_they_differ(tmp_path):
+    # the stored calibration was computed with the code's inversion: a change of a floor, a tolerance, a
+    # profile or the interval's construction without `make calibrate` fails here (and warns in use)
+    stored = json.loads(CALIBRATION.read_text())
+    assert stored["inversion"] == settings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaleCalibration)
+        assert interval_factors("poor", "composite", settings=settings())[1] == "calibrated"
+    now = settings()
+    changed = {**now, "MODEL_FLOOR": 2 * now["MODEL_FLOOR"],
+               "profiles": {**now["profiles"], "poor": {**now["profiles"]["poor"], "broadening": 0.2}}}
+    other = tmp_path / "changed.json"
+    other.write_text(json.dumps({**stored, "inversion": changed}))
+    with pytest.warns(StaleCalibration, match=r"changed.json .* \(differing: MODEL_FLOOR, profiles\)"):
+        factors, basis = interval_factors("poor", "composite", file=other, settings=now)
+    assert basis == "calibrated" and factors == stored["factors"]["poor"]["composite"]  # used, and warned
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({k: v for k, v in stored.items() if k != "inversion"}))
+    with pytest.warns(StaleCalibration, match="none stored"):
+        interval_factors("poor", "composite", file=older, settings=now)
+
+
 
 @pytest.mark.slow
 def test_calibrating_on_measured_rows_covers_them_and_keeps_the_check_recipes_out():
@@ -225,3 +250,17 @@ def test_the_coverage_check_of_chapter_10_and_its_peer_comparison_on_a_few_rows(
     assert list(side.columns) == ["median |error| %", "median width %", "truth inside %"]
     assert (side["median width %"] >= 0).all() and side["truth inside %"].between(0, 100).all()
     assert side.loc[("posterior, time known", "time"), "median |error| %"] < 2.0  # the time is given
+
+
+def test_the_chance_of_a_share_in_85_to_95_percent_agrees_with_drawn_checks():
+    # drawn checks of exactly calibrated intervals (each row's truth inside with probability 0.9)
+    rng = np.random.default_rng(5)
+    for n in (30, 80):
+        shares = rng.binomial(n, 0.9, 200_000) / n
+        drawn = np.mean((shares >= 0.85 - 1e-12) & (shares <= 0.95 + 1e-12))
+        assert share_in_band(n) == pytest.approx(drawn, abs=0.004)
+    assert share_in_band(30) < share_in_band(80) < share_in_band(400) < 1.0
+    assert share_in_band(1000) > 0.999
+    # a band of one share: the binomial probability of exactly 18 of 20, by hand
+    by_hand = math.comb(20, 18) * 0.9**18 * 0.1**2
+    assert share_in_band(20, band=(0.9, 0.9)) == pytest.approx(by_hand, rel=1e-12)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from analysis.measurement import (
+    ObservationError,
     Profile,
     correlated_noise,
     measure_mmd,
@@ -132,3 +133,12 @@ def test_whitening_over_the_compared_points_is_the_inverse_square_root_of_their_
     block = cov[np.ix_(compared, compared)]
     np.testing.assert_allclose(w[:, compared].T @ w[:, compared] @ block, np.eye(93), atol=1e-10)
     np.testing.assert_allclose(whitening(cov), whitening(cov, np.ones(100, bool)))
+
+
+@pytest.mark.parametrize("field, value", [("known_temp", 0.0), ("known_time", 0.0), ("broadening", -0.05),
+                                          ("detector_baseline", float("nan")), ("cBA_time", float("inf"))])
+def test_a_profile_refuses_a_negative_or_missing_precision_and_an_exactly_known_value(field, value):
+    # a known temperature's sd of 0 would give the posterior a zero-width cell, i.e. no density
+    with pytest.raises(ObservationError, match=f"profile 'bad': {field} is (a|the) (standard deviation|sd)"):
+        Profile("bad", **{field: value})
+    assert getattr(Profile("fine", **{field: 0.5}), field) == 0.5
