@@ -296,7 +296,10 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     if failed:
         misses = np.sqrt(result.inflation)
         warnings_.append(f"the fit failed: the best recipe misses the polymer by {misses:.0f} times the "
-                         "noise of the data; its recipe and intervals are not to be trusted")
+                         "noise of the data; its recipe and intervals are not to be trusted. Either no "
+                         "recipe of the domain makes this polymer, or it was not measured as the noise "
+                         f"profile '{noise}' assumes (a simulator's own trace is 'ideal', a measured one "
+                         "'typical' or 'poor')")
     for name, value in result.recipe.items():
         lo, hi = BOX[name]
         if min(value - lo, hi - value) < 1e-3 * (hi - lo):

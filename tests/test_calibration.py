@@ -193,7 +193,6 @@ def test_stored_factors_belong_to_the_inversion_settings_and_warn_when_they_diff
         interval_factors("poor", "composite", file=older, settings=now)
 
 
-
 @pytest.mark.slow
 def test_calibrating_on_measured_rows_covers_them_and_keeps_the_check_recipes_out():
     # nine rows of the calibration recipes, measured with `typical`, temperature known (fast inversions):

@@ -88,3 +88,25 @@ def test_evaluate_json_fields_and_model_names(small_workbook):
     r = run_cli("evaluate", "--model", "rf", "--features", "mmd", "--data", str(path), "--json")
     assert r.returncode == 0, r.stderr
     assert "tuned on another workbook" in r.stderr and "small.xlsx" in r.stderr
+
+
+def test_invert_json_lists_the_warnings_raised_during_the_call(monkeypatch, capsys):
+    # a library's warning (here the stale interval calibration, which the finder raises while it runs)
+    # reaches a --json user in "warnings", before the finder's own, and not only on stderr
+    import warnings
+    from pathlib import Path
+
+    from analysis import cli, finder
+    from analysis.calibration import StaleCalibration
+
+    def fake_find_recipe(w, *args, **kwargs):
+        warnings.warn("interval_calibration.json was calibrated with other inversion settings",
+                      StaleCalibration, stacklevel=2)
+        return {"recipe": {}, "warnings": ["the finder's own"]}
+
+    monkeypatch.setattr(finder, "find_recipe", fake_find_recipe)
+    mmd = Path(__file__).resolve().parents[1] / "data" / "examples" / "between_levels.csv"
+    assert cli.main(["invert", "--mmd", str(mmd), "--noise", "ideal", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["warnings"] == ["interval_calibration.json was calibrated with other inversion settings",
+                               "the finder's own"]
