@@ -181,7 +181,7 @@ def test_a_failed_fit_is_reported_as_failed_with_wide_intervals(data, finder_mod
         mn, mw = averages(w)
         result = find_recipe(w, 0.8, float(mn), float(mw), frame=data, models=finder_models)
     assert result["fit"]["status"] == "failed"
-    assert any("the fit failed" in m and "the noise profile 'typical'" in m for m in result["warnings"])
+    assert any("the fit failed" in m and "the noise profile 'ideal'" in m for m in result["warnings"])
     for name, (lo, hi) in result["interval"].items():
         assert hi > lo, name
 
