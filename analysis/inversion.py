@@ -459,6 +459,11 @@ class Posterior:
     branch: np.ndarray | None = None  # the branch (minimum of the misfit) each point belongs to
     unit_centres: np.ndarray | None = None  # (points, 4) the profile recipes' unit-box coordinates
     unit_sds: np.ndarray | None = None  # (points, 4) the pieces' standard deviations there
+    # (points, 3 + n, 3 + n) each piece's Laplace covariance of the fit's variables (the free targets' unit
+    # coordinates in FREE order, then the n nuisances) and (points, n) its fitted nuisances: a proposal
+    # for a sampler of the exact posterior (`benchmarks/posterior_means.py`)
+    unit_covs: np.ndarray | None = None
+    nuisances: np.ndarray | None = None
 
     def _piece(self, target: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per value and piece: the standardised unit coordinate, and each piece's CDF at the box's low end
@@ -576,11 +581,12 @@ class Posterior:
 
 def _log_weights(points: list[ProfilePoint], inflation: float) -> tuple[np.ndarray, np.ndarray]:
     """Log posterior mass of each profile point per unit temperature, and its conditional covariance
-    (3 x 3, unit coordinates, the nuisances marginalised).  Laplace: exp(-chi²/2) x sqrt(det C) x prior
-    density; the prior is uniform in original units, i.e. a density prod(unit_span) in unit coordinates.
-    It cuts the pieces at the box (`posterior_from_profile` weighs each by its mass inside) and does not
-    narrow them: only a precision of PRIOR_FLOOR per unit coordinate keeps a flat direction's piece
-    finite.  A nuisance's standard normal prior is already a residual of chi²."""
+    ((3 + n) x (3 + n): the free targets' unit coordinates, then the n nuisances).  Laplace: exp(-chi²/2)
+    x sqrt(det C) x prior density; the prior is uniform in original units, i.e. a density
+    prod(unit_span) in unit coordinates.  It cuts the pieces at the box (`posterior_from_profile` weighs
+    each by its mass inside) and does not narrow them: only a precision of PRIOR_FLOOR per unit
+    coordinate keeps a flat direction's piece finite.  A nuisance's standard normal prior is already a
+    residual of chi²."""
     logw, covs = [], []
     for p in points:
         n = p.jac.shape[1] - len(FREE)
@@ -589,7 +595,7 @@ def _log_weights(points: list[ProfilePoint], inflation: float) -> tuple[np.ndarr
         _, logdet = np.linalg.slogdet(cov)
         prior = np.log(unit_span(from_unit(p.u))[FREE]).sum()
         logw.append(-0.5 * p.chi2 / inflation + 0.5 * logdet + prior)
-        covs.append(cov[: len(FREE), : len(FREE)])
+        covs.append(cov)
     return np.array(logw), np.array(covs)
 
 
@@ -628,7 +634,7 @@ def posterior_from_profile(temps: np.ndarray, points: list[ProfilePoint] | list[
     logw, covs = _log_weights(kept, inflation)
     units = np.array([p.u[: len(TARGETS)] for p in kept])
     unit_sds = np.zeros_like(units)
-    unit_sds[:, FREE] = np.sqrt(np.einsum("kii->ki", covs))
+    unit_sds[:, FREE] = np.sqrt(np.einsum("kii->ki", covs)[:, : len(FREE)])  # the nuisances marginalised
     lo_t, hi_t = BOX[PROFILE_TARGET]
     unit_sds[:, J_PROFILE] = (cells[:, 1] - cells[:, 0]) / np.sqrt(12.0) / (hi_t - lo_t)
     # each piece's mass inside the box: a fit against a bound has about half of its Gaussian outside
@@ -639,7 +645,8 @@ def posterior_from_profile(temps: np.ndarray, points: list[ProfilePoint] | list[
     centres = from_unit(units)
     sds = unit_sds * unit_span(centres)
     post = Posterior(temps[at], weights, centres, sds, cells, inflation, n_obs, float(chi2.min()),
-                     branch=np.array(branch), unit_centres=units, unit_sds=unit_sds)
+                     branch=np.array(branch), unit_centres=units, unit_sds=unit_sds, unit_covs=covs,
+                     nuisances=np.array([p.nuisance for p in kept]))
     post.mean = {t: post.marginal_mean(t) for t in TARGETS}
     post.median = {t: post.quantile(t, 0.5) for t in TARGETS}
     return post

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .calibration import interval_factors, set_name, widen
 from .design import CENTRE, TARGETS, clip_to_box
-from .inversion import Observation, forward, invert, measurement_noise
+from .inversion import Inversion, Observation, forward, invert, measurement_noise
 from .inversion import settings as inversion_settings
 from .measurement import PROFILES
 from .mmd import MMD_COLUMNS, l1_distance
@@ -52,12 +52,19 @@ def observation_of(row: pd.Series) -> Observation:
     return Observation(row[MMD_COLUMNS].to_numpy(float), row.cBA_time, row.Mn, row.Mw, **given)
 
 
+def invert_row(row: pd.Series, noise: str = "ideal", start: dict | None = None) -> Inversion:
+    """The physics inversion of one (measured) row under the profile `noise`, from `start` (if given) and
+    the domain's centre."""
+    obs = observation_of(row)
+    return invert(obs, starts=([start] if start else []) + [CENTRE],
+                  noise=measurement_noise(obs, PROFILES[noise]))
+
+
 def _invert_one(job: tuple) -> dict:
     idx, row, start, noise = job
     tic = time.perf_counter()
     obs = observation_of(row)
-    result = invert(obs, starts=([start] if start else []) + [CENTRE],
-                    noise=measurement_noise(obs, PROFILES[noise]))
+    result = invert_row(row, noise, start)
     seconds = time.perf_counter() - tic
     # a simulated row carries its recipe: the posterior's CDF there (its PIT, for a calibration check)
     truth = all(t in row.index and pd.notna(row[t]) for t in TARGETS)

@@ -722,6 +722,20 @@ def coverage_table(checked: dict) -> pd.DataFrame:
                          for observe, (rows, inverted) in checked.items()}).T
 
 
+def bound_at(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str, observe: str,
+             rows: pd.Index) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """The linearised bound on chosen rows of `frame`: those of `rows` that have one (not at the 90 %
+    stop), each one's Bayes squared error per target (`identifiability.valley_mse`) and the targets'
+    variance over the design's rows with a bound (the scale of R²)."""
+    ok, jacobian = _bound_rows(frame, rj, sigma, noise, observe)
+    at = frame.index.get_indexer(rows)
+    keep = at[ok[at]]
+    only = np.zeros(len(frame), bool)
+    only[keep] = True
+    variance = frame.loc[ok, TARGETS].to_numpy(float).var(axis=0)
+    return frame.index[keep], valley_mse(frame, only, jacobian)[keep], variance
+
+
 def inversion_against_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.ndarray, noise: str = "typical",
                             sets: dict[str, tuple[str, ...]] = SETS, n_rows: int = 40, seed: int = 0,
                             jobs: int | None = None) -> pd.DataFrame:
@@ -738,24 +752,17 @@ def inversion_against_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.nda
         observe = ",".join(("composite",) + tuple(extra))
         rows, inverted = measured_inversions(frame, noise, n_rows, seed, jobs, observe, "check",
                                              calibrated=False)
-        ok, jacobian = _bound_rows(frame, rj, sigma, noise, observe)
-        variance = frame.loc[ok, TARGETS].to_numpy(float).var(axis=0)
-        at = frame.index.get_indexer(rows.index)
-        keep = at[ok[at]]
-        only = np.zeros(len(frame), bool)
-        only[keep] = True
-        bound = valley_mse(frame, only, jacobian)[keep]
-        chosen = rows.index[ok[at]]
+        chosen, bound, variance = bound_at(frame, rj, sigma, noise, observe, rows.index)
         error = (inverted.loc[chosen, [f"{t} mean" for t in TARGETS]].to_numpy(float)
                  - rows.loc[chosen, TARGETS].to_numpy(float)) ** 2
         gap = (error - bound) / variance  # bound less inversion, per row
-        worst = np.sort(error, axis=0)[-max(1, len(keep) // 10):]  # the inversion's worst tenth of rows
+        worst = np.sort(error, axis=0)[-max(1, len(chosen) // 10):]  # the inversion's worst tenth of rows
         part = pd.DataFrame({"bound": 1.0 - bound.mean(axis=0) / variance,
                              "inversion": 1.0 - error.mean(axis=0) / variance, "gap": gap.mean(axis=0),
                              "worst tenth": worst.sum(axis=0) / np.maximum(error.sum(axis=0), 1e-300)},
                             index=TARGETS).T
-        part["se"] = float((gap.std(axis=0, ddof=1) / np.sqrt(len(keep))).max())
-        part["rows"] = len(keep)
+        part["se"] = float((gap.std(axis=0, ddof=1) / np.sqrt(len(chosen))).max())
+        part["rows"] = len(chosen)
         parts[label] = part
     return pd.concat(parts, names=["observed", ""])
 

@@ -539,6 +539,25 @@ def test_two_branches_mix_and_a_shared_minimum_counts_once():
     assert post.weights[0] / post.weights[1] == pytest.approx(alone.weights[0] / alone.weights[1], rel=1e-9)
 
 
+def test_a_piece_carries_the_joint_covariance_of_recipe_and_shift_and_its_sds_marginalise_the_shift():
+    # a calibration shift that trades against the initiator (the fourth column of the Jacobian, with its
+    # prior's row): the piece's covariance is the inverse of JᵀJ + the prior floor, over the three free
+    # targets and the shift; the initiator's sd is the marginal one, wider than with the shift held
+    jac = np.zeros((104, 4))
+    jac[[0, 1, 2], [0, 1, 2]] = 50.0, 5.0, 50.0
+    jac[1, 3], jac[103, 3] = 4.0, 1.0  # the shift moves the initiator's residual; its N(0, 1) prior
+    u = to_unit({"cBA_0": 1.0, "cAIBN_0": 0.006, "temp": 70.0, "time": 1200.0})
+    post = posterior_from_profile(np.array([70.0]), [ProfilePoint(u, 100.0, jac, np.array([0.3]))])
+    expected = np.linalg.inv(jac.T @ jac + np.diag([PRIOR_FLOOR] * 3 + [0.0]))
+    np.testing.assert_allclose(post.unit_covs[0], expected, rtol=1e-12)
+    np.testing.assert_array_equal(post.nuisances, [[0.3]])
+    # the initiator-shift block of the precision is [[25 + floor, 20], [20, 16 + 1]]: marginal variance
+    # 17 / (17 (25 + floor) - 400), about 4 times the sd with the shift held, 1 / sqrt(25 + floor)
+    marginal = np.sqrt(17.0 / (17.0 * (25.0 + PRIOR_FLOOR) - 400.0))
+    assert post.unit_sds[0, 1] == pytest.approx(marginal, rel=1e-9)
+    assert post.unit_sds[0, 1] > 4.0 / np.sqrt(25.0 + PRIOR_FLOOR)
+
+
 def test_the_jacobians_time_column_from_the_rates_matches_runs_at_other_times():
     # the fit's Jacobian takes d/dt from the run's exact rates (no run at t + h); central differences of
     # the residuals with runs at t -+ 10 s agree, through the simulator's noise and through an instrument
