@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from .calibration import interval_factors, set_name, widen
 from .dataset import DATA_DIR, dataset_path, file_sha256, load_dataset, study_sha256
 from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
 from .domain import Domain
-from .inversion import Observation, disagreements, invert, measurement_noise
+from .inversion import Observation, disagreements, free_fit, invert, measurement_noise, residuals
 from .inversion import settings as inversion_settings
 from .kinetics import BULK_BA
 from .measurement import PROFILES, measured_rows
@@ -43,6 +43,18 @@ STORE = DATA_DIR / "finder_models.pickle.gz"
 MEASUREMENT_SEED = 0  # the noise draw of the training rows of a measured profile
 FAILED_FIT = 25.0  # chi² per observed value above which a fit is reported as failed (5 x the noise)
 KNOWN_MISFIT = 4.0  # chi² per value above which known values are suspected (2 x the noise)
+KNOWN_LIMIT = 3.0  # sd (per known value, at the fit's own noise) by which dropping them must improve a fit
+
+
+def known_values_blamed(obs: Observation, noise: dict, chi2: float, starts: list[dict]) -> tuple[bool, float]:
+    """Whether the known values are what a poor fit (`chi2` with them) cannot make: the free fit of the
+    same data without them (from `starts`) must be better by more than KNOWN_LIMIT² per known value in
+    units of its own chi² per value (the noise as the data show it: a trace misread by its noise profile
+    fits badly with or without a right temperature).  Also returns that fit's chi² per observed value."""
+    free = replace(obs, time=None, temp=None)
+    best = min(free_fit(free, s, noise)[1] for s in starts)
+    per_value = best / len(residuals(starts[0], free, noise))
+    return (chi2 - best) / max(1.0, per_value) > KNOWN_LIMIT**2 * len(obs.known), per_value
 
 
 def as_frame(w: np.ndarray, cBA_time: float | None = None, Mn: float | None = None,
@@ -290,9 +302,16 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     warnings_ = verdict.reasons() + disagreements(result.recipe, obs, sigma)
     failed = result.inflation > FAILED_FIT
     if obs.known and result.inflation > KNOWN_MISFIT:
-        warnings_.append(f"with the given {' and '.join(obs.known)} no recipe makes this polymer within the "
-                         f"noise (it misses by {np.sqrt(result.inflation):.1f} times the noise): check the "
-                         "known values")
+        names = " and ".join(obs.known)
+        blamed, alone = known_values_blamed(obs, sigma, result.posterior.chi2_min, [result.recipe, CENTRE])
+        with_, without = np.sqrt(result.inflation), np.sqrt(max(1.0, alone))
+        if blamed:
+            warnings_.append(f"with the given {names} no recipe makes this polymer within the noise (it "
+                             f"misses by {with_:.1f} times the noise with them, by {without:.1f} without): "
+                             "check the known values")
+        else:
+            warnings_.append(f"the fit misses this polymer by {with_:.1f} times the noise with the given "
+                             f"{names} and by {without:.1f} without: the known values are not the cause")
     if failed:
         misses = np.sqrt(result.inflation)
         warnings_.append(f"the fit failed: the best recipe misses the polymer by {misses:.0f} times the "

@@ -15,7 +15,7 @@ from scipy.special import ndtr
 
 from analysis.calibration import interval_factors, widen
 from analysis.design import BOX, CENTRE, TARGETS, from_unit, to_unit
-from analysis.finder import KNOWN_MISFIT, check_known, find_recipe
+from analysis.finder import FAILED_FIT, KNOWN_MISFIT, check_known, find_recipe, known_values_blamed
 from analysis.inversion import (
     NOISE,
     PRIOR_FLOOR,
@@ -25,11 +25,13 @@ from analysis.inversion import (
     disagreements,
     forward,
     invert,
+    measurement_noise,
     posterior_from_profile,
     profile,
     profile_table,
     residuals,
 )
+from analysis.measurement import PROFILES
 from analysis.mmd import MMD_COLUMNS
 from analysis.roundtrip import interval_hits, roundtrip_table
 from analysis.sec_file import InputError, read_sec_file
@@ -293,9 +295,29 @@ def test_a_wrong_known_temperature_gives_a_poor_round_trip_and_a_warning():
                    starts=[{**CENTRE, "temp": OFF_GRID["temp"], "time": OFF_GRID["time"]}])
     assert abs(wrong.recipe["temp"] - 78.0) <= 3.25 * NOISE["temp"]  # held within its uncertainty
     assert wrong.mmd_l1 > 10 * max(right.mmd_l1, 1e-3) and wrong.inflation > KNOWN_MISFIT
+    # without the known values the same data fit within the noise: the known values are blamed
+    blamed, alone = known_values_blamed(obs, NOISE, wrong.posterior.chi2_min, [wrong.recipe, CENTRE])
+    assert blamed and alone < KNOWN_MISFIT
     found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, time=obs.time, temp=obs.temp)
     assert any("with the given time and temp no recipe makes this polymer" in m for m in found["warnings"])
     assert found["features"] == ["cBA_time", "Mn", "Mw", "time", "temp"]
+
+
+def test_a_right_known_temperature_is_not_blamed_for_a_trace_misread_by_its_noise_profile():
+    """A simulator's own trace read as if measured (`typical`), with its true temperature: the fit fails,
+    and it fails as badly without the temperature, so the known value is not what the data cannot make
+    (the failed-fit warning names the profile instead)."""
+    truth = TRUTH["between_levels.csv"]
+    obs = Observation(read_sec_file(EXAMPLES / "between_levels.csv"), truth["cBA_time"], truth["Mn"],
+                      truth["Mw"], temp=truth["temp"])
+    noise = measurement_noise(obs, PROFILES["typical"])
+    result = invert(obs, starts=[{**CENTRE, "temp": truth["temp"]}], noise=noise)
+    assert result.inflation > FAILED_FIT
+    blamed, alone = known_values_blamed(obs, noise, result.posterior.chi2_min, [result.recipe, CENTRE])
+    assert not blamed and alone > FAILED_FIT
+    found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, temp=obs.temp, noise="typical")["warnings"]
+    assert any("with the given temp and by" in m and "not the cause" in m for m in found), found
+    assert not any("check the known values" in m for m in found) and any("'typical'" in m for m in found)
 
 
 def test_impossible_known_values_are_refused_with_the_reason():
