@@ -5,20 +5,36 @@ profile) is a poor approximation of the posterior's, or no posterior mean reache
 the valley as the straight line of the weakest direction at the true recipe.
 
 Per row of the gap benchmark (rows of the check recipes, seed 11, measured with a profile and inverted as
-there, without the interval calibration): two adaptive random-walk Metropolis chains (`reference_posterior`)
-on the same misfit, prior and noise inflation as the inversion, started on the valley at the 10 % and the
-90 % quantile of the inversion's temperature, with its heaviest piece's variances as the first proposal;
-the mean of both is the reference posterior mean, their difference its Monte Carlo error.  Printed per
-target: R² (on the design's variance, as the gap benchmark) of the bound, of the inversion's mean and of
-the chains' mean, the chains' gain over the inversion (paired, with its standard error), the chains' Monte
-Carlo error as a share of the target's variance, and the rms distance of their mean from the inversion's.
+there, without the interval calibration: `roundtrip.invert_row`; the bound from `what_to_measure.bound_at`),
+the exact posterior's mean (the same misfit, prior and noise inflation as the inversion, no Laplace step)
+by self-normalised importance sampling: the proposal is the inversion's own mixture, each piece's
+temperature cell drawn uniformly, the other targets and the calibration shift from a Student-t (DF degrees
+of freedom, covariance widened SCALE times in sd) about the valley's line (the branch's profile points
+interpolated at the drawn temperature), a share DEFENSIVE of the draws spread evenly over the pieces.
+Printed per target: R² (on the design's variance, as the gap benchmark) of the bound, of the inversion's
+mean and of the sampler's mean, the sampler's gain over the inversion (paired, with its standard error),
+its Monte Carlo error as a share of the target's variance (the self-normalised estimator's delta-method
+variance, averaged over rows), and the effective sample sizes.
 
-Chains must be long: on the 392 rows of the gap benchmark (composite, `typical`), one chain of 5000 steps
-per row gave means *worse* than the inversion's (cAIBN_0 R² 0.21 against 0.31) while its batch-means
-error claimed 0.006: not mixed along the valley.  On 62 rows, one chain of 20 000 steps gained 0.04 ± 0.03
-(cAIBN_0), 0.02 ± 0.02 (temp), 0.04 ± 0.03 (time) over the inversion and lay above the linearised bound
-on all four targets; two chains per row say whether such a length has mixed (about 2.5 ms a step).
-`python benchmarks/posterior_means.py [rows] [profile] [observe] [steps]`.
+Measured (`typical`, composite, 1000 draws per row, about 13 minutes on two cores): on the 392 rows the
+sampler's means gain 0.002 / 0.019 / 0.011 / 0.013 of R² over the inversion's (cBA_0, cAIBN_0, temp, time;
+standard errors 0.001 / 0.014 / 0.013 / 0.011; Monte Carlo error below 0.006; effective sample size median
+174, under 50 in 59 rows) and still fall short of the linearised bound by 0.083 +- 0.037 (cAIBN_0) and
+0.087 +- 0.027 (temp): the finder's mean is the exact posterior's within about a standard error, and the
+shortfall is between the exact posterior and the bound.  With the residual initiator
+(composite,cAIBN_time; effective sample size median 338) the sampler's temperature is worse than the
+inversion's by 0.013 +- 0.004 and short of the bound by 0.088 +- 0.029; the other three targets lie
+within 0.015 of both.
+On the 62 rows of `rows` = 64 the sampler's R² (0.996 / 0.421 / 0.506 / 0.874) agrees with one Metropolis
+chain of 20 000 steps per row (0.995 / 0.419 / 0.524 / 0.880) at a twentieth of its runs.
+
+With `steps` > 0 also two adaptive Metropolis chains per row (`reference_posterior`), started on the
+valley at the 10 % and the 90 % quantile of the inversion's temperature, as an independent check of the
+sampler (their mean and their gain; their difference is their Monte Carlo error).  Chains must be long:
+one chain of 5000 steps per row gave means *worse* than the inversion's on the 392 rows (cAIBN_0 R² 0.21
+against 0.31) while its batch-means error claimed 0.006; on 62 rows one chain of 20 000 steps gained
+0.04 ± 0.03 (cAIBN_0), 0.02 ± 0.02 (temp), 0.04 ± 0.03 (time) over the inversion (about 2.5 ms a step).
+`python benchmarks/posterior_means.py [rows] [profile] [observe] [samples] [steps]`.
 """
 
 from __future__ import annotations
@@ -27,78 +43,131 @@ import sys
 import time
 
 import numpy as np
-from reference_posterior import _chain
+from reference_posterior import _chain, _log_posterior
+from scipy.stats import multivariate_t
 
 from analysis.dataset import load_dataset
-from analysis.design import CENTRE, TARGETS, from_unit
-from analysis.identifiability import design_jacobians, noise_model, valley_mse
-from analysis.inversion import invert, measurement_noise, nuisances
+from analysis.design import TARGETS, from_unit, target_to_unit
+from analysis.identifiability import design_jacobians, noise_model
+from analysis.inversion import FREE, J_PROFILE, PROFILE_TARGET, Posterior, measurement_noise, nuisances
 from analysis.measurement import PROFILES
-from analysis.roundtrip import observation_of
-from analysis.what_to_measure import _bound_rows, measured_sample
+from analysis.roundtrip import invert_row, observation_of
+from analysis.what_to_measure import bound_at, measured_sample
 from analysis.workers import parallel_map
 
 STARTS = (0.1, 0.9)  # temperature quantiles of the inversion's posterior where the two chains start
+DF = 5.0  # the proposal's Student-t degrees of freedom
+SCALE = 1.5  # the proposal's widening of each piece's Laplace covariance (in sd)
+DEFENSIVE = 0.2  # share of the draws spread evenly over the pieces, whatever their weight
 
 
-def _start_covariance(post, n_nuisance: int) -> np.ndarray:
-    """The heaviest piece's variances in unit coordinates (the temperature's: its cell's) and 0.3² for
-    the shift, scaled as the adaptive proposal: a first proposal as narrow as the valley is across."""
-    k = int(np.argmax(post.weights))
-    var = np.r_[post.unit_sds[k] ** 2, np.full(n_nuisance, 0.09)]
-    return 2.38**2 / len(var) * np.diag(var) + 1e-10 * np.eye(len(var))
+def _line(post: Posterior, branch: int, temp: np.ndarray) -> np.ndarray:
+    """The branch's valley at the temperatures `temp`: its points' free unit coordinates and nuisances,
+    interpolated linearly (constant beyond its first and last point)."""
+    at = np.flatnonzero(post.branch == branch)
+    at = at[np.argsort(post.temps[at])]
+    values = np.c_[post.unit_centres[at][:, FREE], post.nuisances[at]]
+    return np.column_stack([np.interp(temp, post.temps[at], v) for v in values.T])
+
+
+def importance_sample(post: Posterior, obs, noise: dict, inflation: float, samples: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draws of (unit coordinates in TARGETS order, nuisances) from the proposal, and their normalised
+    importance weights for the exact posterior."""
+    pieces = len(post.weights)
+    share = (1 - DEFENSIVE) * post.weights + DEFENSIVE / pieces
+    share = share / share.sum()
+    cells = post.cells
+    piece = rng.choice(pieces, samples, p=share)
+    temp = rng.uniform(cells[piece, 0], cells[piece, 1])
+    shapes = SCALE**2 * post.unit_covs
+    y = np.empty((samples, shapes.shape[1]))
+    for k in np.unique(piece):
+        mine = piece == k
+        centre = _line(post, post.branch[k], temp[mine])
+        y[mine] = centre + multivariate_t(np.zeros(len(shapes[k])), shapes[k], df=DF).rvs(
+            int(mine.sum()), random_state=rng).reshape(int(mine.sum()), -1)
+    log_q = np.full(samples, -np.inf)
+    width = target_to_unit(PROFILE_TARGET, cells[:, 1]) - target_to_unit(PROFILE_TARGET, cells[:, 0])
+    for k in range(pieces):  # the proposal's density: every piece whose cell holds the draw's temperature
+        inside = (temp >= cells[k, 0]) & (temp <= cells[k, 1])
+        if inside.any():
+            centre = _line(post, post.branch[k], temp[inside])
+            log_piece = multivariate_t(np.zeros(len(shapes[k])), shapes[k], df=DF).logpdf(y[inside] - centre)
+            log_q[inside] = np.logaddexp(log_q[inside], np.log(share[k] / width[k]) + log_piece)
+    u = np.empty((samples, len(TARGETS)))
+    u[:, FREE] = y[:, : len(FREE)]
+    u[:, J_PROFILE] = target_to_unit(PROFILE_TARGET, temp)
+    x = np.c_[u, y[:, len(FREE):]]
+    log_p = np.array([_log_posterior(xi, obs, noise, inflation) for xi in x])
+    log_w = log_p - log_q
+    w = np.exp(log_w - log_w[np.isfinite(log_w)].max()) if np.isfinite(log_w).any() else np.zeros(samples)
+    w[~np.isfinite(log_w)] = 0.0
+    return x, w / w.sum()
 
 
 def _row(job: tuple) -> dict:
-    idx, measured, noise_name, steps = job
+    idx, measured, noise_name, samples, steps = job
+    result = invert_row(measured, noise_name)
     obs = observation_of(measured)
     noise = measurement_noise(obs, PROFILES[noise_name])
-    result = invert(obs, starts=[CENTRE], noise=noise)
     post = result.posterior
-    cov = _start_covariance(post, nuisances(noise))
-    means = []
-    for k, q in enumerate(STARTS):  # two chains, from the valley at two ends of the temperature's posterior
-        start = np.r_[post.unit_centres[post.nearest(post.quantile("temp", q))], np.zeros(nuisances(noise))]
-        chain = _chain(start, obs, noise, steps, np.random.default_rng([idx, k]), cov=cov,
-                       inflation=result.inflation)
-        means.append(from_unit(chain[:, : len(TARGETS)]).mean(axis=0))
-    return {"index": idx, "inversion": np.array([result.mean[t] for t in TARGETS]),
-            "chain": np.mean(means, axis=0), "mc_var": (means[0] - means[1]) ** 2 / 4,
-            "inflation": result.inflation}
+    rng = np.random.default_rng(idx)
+    x, w = importance_sample(post, obs, noise, result.inflation, samples, rng)
+    values = from_unit(x[:, : len(TARGETS)])
+    mean = w @ values
+    out = {"index": idx, "inversion": np.array([result.mean[t] for t in TARGETS]), "sampler": mean,
+           "is_var": (w**2) @ (values - mean) ** 2, "ess": 1.0 / (w**2).sum(), "inflation": result.inflation}
+    if steps:
+        k = int(np.argmax(post.weights))
+        n = nuisances(noise)
+        first = np.r_[post.unit_sds[k] ** 2, np.full(n, 0.09)]  # the heaviest piece's, the shift's 0.3²
+        cov = 2.38**2 / len(first) * np.diag(first) + 1e-10 * np.eye(len(first))
+        means = []
+        for c, q in enumerate(STARTS):  # two chains, from the valley at both ends of the temperature
+            start = np.r_[post.unit_centres[post.nearest(post.quantile("temp", q))], np.zeros(n)]
+            chain = _chain(start, obs, noise, steps, np.random.default_rng([idx, c]), cov=cov,
+                           inflation=result.inflation)
+            means.append(from_unit(chain[:, : len(TARGETS)]).mean(axis=0))
+        out |= {"chain": np.mean(means, axis=0), "mc_var": (means[0] - means[1]) ** 2 / 4}
+    return out
 
 
-def main(n: int = 64, noise: str = "typical", observe: str = "composite", steps: int = 20000) -> None:
+def main(n: int = 64, noise: str = "typical", observe: str = "composite", samples: int = 2000,
+         steps: int = 0) -> None:
     tic = time.perf_counter()
     data = load_dataset(observables=True)
     jacobians = design_jacobians(data, extended=True)
     sigma = noise_model(data, jacobians)
     rows, measured = measured_sample(data, noise, n, 11, observe, "check")
-    ok, jacobian = _bound_rows(data, jacobians, sigma, noise, observe)
-    at = data.index.get_indexer(rows.index)
-    keep = at[ok[at]]  # rows at the 90 % stop have no bound, as in the gap benchmark
-    only = np.zeros(len(data), bool)
-    only[keep] = True
-    bound = valley_mse(data, only, jacobian)[keep]
-    chosen = data.index[keep]
-    variance = data.loc[ok, TARGETS].to_numpy(float).var(axis=0)
-    jobs = [(idx, measured.loc[idx], noise, steps) for idx in chosen]
+    chosen, bound, variance = bound_at(data, jacobians, sigma, noise, observe, rows.index)
+    jobs = [(idx, measured.loc[idx], noise, samples, steps) for idx in chosen]
     out = {r["index"]: r for r in parallel_map(_row, jobs, None)}
     truth = rows.loc[chosen, TARGETS].to_numpy(float)
     inv = np.array([out[i]["inversion"] for i in chosen])
-    chn = np.array([out[i]["chain"] for i in chosen])
-    mc = np.array([out[i]["mc_var"] for i in chosen])
-    e_inv, e_chn = (inv - truth) ** 2, (chn - truth) ** 2
-    gain = (e_inv - e_chn) / variance  # per row: the chains' R² gain over the inversion's
-    print(f"{noise}, {observe}: {len(chosen)} rows, two chains of {steps} steps per row "
-          f"(inflation > 1 in {np.mean([out[i]['inflation'] > 1 for i in chosen]):.0%} of the rows)")
+    e_inv = (inv - truth) ** 2
+    ess = np.array([out[i]["ess"] for i in chosen])
+    print(f"{noise}, {observe}: {len(chosen)} rows, {samples} importance draws per row"
+          f"{f', two chains of {steps} steps' if steps else ''} (inflation > 1 in "
+          f"{np.mean([out[i]['inflation'] > 1 for i in chosen]):.0%} of the rows); effective sample size "
+          f"median {np.median(ess):.0f}, 10 % quantile {np.quantile(ess, 0.1):.0f}, below 50 in "
+          f"{np.sum(ess < 50)} rows")
     print(f"{'':22s}" + "".join(f"{t:>9s}" for t in TARGETS))
-    for label, values in (("bound", 1 - bound.mean(axis=0) / variance),
-                          ("inversion's mean", 1 - e_inv.mean(axis=0) / variance),
-                          ("chains' mean", 1 - e_chn.mean(axis=0) / variance),
-                          ("chains' gain", gain.mean(axis=0)),
-                          ("  its se", gain.std(axis=0, ddof=1) / np.sqrt(len(gain))),
-                          ("chains' MC error", mc.mean(axis=0) / variance),
-                          ("|chain - inv| rms/sd", np.sqrt(((chn - inv) ** 2).mean(axis=0) / variance))):
+    lines = [("bound", 1 - bound.mean(axis=0) / variance),
+             ("inversion's mean", 1 - e_inv.mean(axis=0) / variance)]
+    methods = (("sampler", "sampler", "is_var"), ("chains", "chain", "mc_var"))
+    for name, key, error in methods[: 2 if steps else 1]:
+        est = np.array([out[i][key] for i in chosen])
+        e = (est - truth) ** 2
+        gain = (e_inv - e) / variance  # per row: the R² gain over the inversion's
+        short = (e - bound) / variance  # per row: how far it falls short of the bound
+        lines += [(f"{name}: mean", 1 - e.mean(axis=0) / variance), (f"{name}: gain", gain.mean(axis=0)),
+                  ("  its se", gain.std(axis=0, ddof=1) / np.sqrt(len(gain))),
+                  (f"{name}: below bound", short.mean(axis=0)),
+                  ("  its se", short.std(axis=0, ddof=1) / np.sqrt(len(short))),
+                  (f"{name}: MC error", np.array([out[i][error] for i in chosen]).mean(axis=0) / variance),
+                  (f"{name}: |- inv| rms/sd", np.sqrt(((est - inv) ** 2).mean(axis=0) / variance))]
+    for label, values in lines:
         print(f"{label:22s}" + "".join(f"{v:9.3f}" for v in values))
     print(f"total {time.perf_counter() - tic:.0f} s")
 
@@ -106,4 +175,5 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", steps:
 if __name__ == "__main__":
     args = sys.argv[1:]
     main(int(args[0]) if args else 64, args[1] if len(args) > 1 else "typical",
-         args[2] if len(args) > 2 else "composite", int(args[3]) if len(args) > 3 else 20000)
+         args[2] if len(args) > 2 else "composite", int(args[3]) if len(args) > 3 else 2000,
+         int(args[4]) if len(args) > 4 else 0)
