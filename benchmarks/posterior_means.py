@@ -43,7 +43,7 @@ import sys
 import time
 
 import numpy as np
-from reference_posterior import _chain, _log_posterior
+from reference_posterior import log_posterior, metropolis_chain
 from scipy.stats import multivariate_t
 
 from analysis.dataset import load_dataset
@@ -80,26 +80,25 @@ def importance_sample(post: Posterior, obs, noise: dict, inflation: float, sampl
     cells = post.cells
     piece = rng.choice(pieces, samples, p=share)
     temp = rng.uniform(cells[piece, 0], cells[piece, 1])
-    shapes = SCALE**2 * post.unit_covs
-    y = np.empty((samples, shapes.shape[1]))
+    steps = [multivariate_t(np.zeros(len(c)), SCALE**2 * c, df=DF) for c in post.unit_covs]  # per piece
+    lines = {b: _line(post, b, temp) for b in np.unique(post.branch)}  # each branch's valley at every draw
+    y = np.empty((samples, post.unit_covs.shape[1]))
     for k in np.unique(piece):
         mine = piece == k
-        centre = _line(post, post.branch[k], temp[mine])
-        y[mine] = centre + multivariate_t(np.zeros(len(shapes[k])), shapes[k], df=DF).rvs(
-            int(mine.sum()), random_state=rng).reshape(int(mine.sum()), -1)
+        step = steps[k].rvs(int(mine.sum()), random_state=rng)
+        y[mine] = lines[post.branch[k]][mine] + step.reshape(int(mine.sum()), -1)
     log_q = np.full(samples, -np.inf)
     width = target_to_unit(PROFILE_TARGET, cells[:, 1]) - target_to_unit(PROFILE_TARGET, cells[:, 0])
     for k in range(pieces):  # the proposal's density: every piece whose cell holds the draw's temperature
         inside = (temp >= cells[k, 0]) & (temp <= cells[k, 1])
         if inside.any():
-            centre = _line(post, post.branch[k], temp[inside])
-            log_piece = multivariate_t(np.zeros(len(shapes[k])), shapes[k], df=DF).logpdf(y[inside] - centre)
+            log_piece = steps[k].logpdf(y[inside] - lines[post.branch[k]][inside])
             log_q[inside] = np.logaddexp(log_q[inside], np.log(share[k] / width[k]) + log_piece)
     u = np.empty((samples, len(TARGETS)))
     u[:, FREE] = y[:, : len(FREE)]
     u[:, J_PROFILE] = target_to_unit(PROFILE_TARGET, temp)
     x = np.c_[u, y[:, len(FREE):]]
-    log_p = np.array([_log_posterior(xi, obs, noise, inflation) for xi in x])
+    log_p = np.array([log_posterior(xi, obs, noise, inflation) for xi in x])
     log_w = log_p - log_q
     w = np.exp(log_w - log_w[np.isfinite(log_w)].max()) if np.isfinite(log_w).any() else np.zeros(samples)
     w[~np.isfinite(log_w)] = 0.0
@@ -126,9 +125,9 @@ def _row(job: tuple) -> dict:
         means = []
         for c, q in enumerate(STARTS):  # two chains, from the valley at both ends of the temperature
             start = np.r_[post.unit_centres[post.nearest(post.quantile("temp", q))], np.zeros(n)]
-            chain = _chain(start, obs, noise, steps, np.random.default_rng([idx, c]), cov=cov,
-                           inflation=result.inflation)
-            means.append(from_unit(chain[:, : len(TARGETS)]).mean(axis=0))
+            draws = metropolis_chain(start, obs, noise, steps, np.random.default_rng([idx, c]), cov=cov,
+                                     inflation=result.inflation)
+            means.append(from_unit(draws[:, : len(TARGETS)]).mean(axis=0))
         out |= {"chain": np.mean(means, axis=0), "mc_var": (means[0] - means[1]) ** 2 / 4}
     return out
 

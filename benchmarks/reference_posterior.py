@@ -35,7 +35,7 @@ ROWS = (3725, 4405, 3906)  # missed the initiator with a known temperature (comp
 ADAPT_EVERY = 500  # steps between updates of the proposal's covariance (from the chain's second half)
 
 
-def _log_posterior(x: np.ndarray, obs, noise: dict, inflation: float = 1.0) -> float:
+def log_posterior(x: np.ndarray, obs, noise: dict, inflation: float = 1.0) -> float:
     """The inversion's log posterior at unit coordinates and shift x: -chi²/2 (over the noise's
     `inflation`, as the inversion's Birge ratio) + the uniform prior's log density in unit coordinates;
     minus infinity outside the box."""
@@ -54,18 +54,18 @@ def _chi2(recipe: dict, obs, noise: dict) -> float:
                                  bounds=(-SHIFT_BOUND, SHIFT_BOUND), method="bounded").fun)
 
 
-def _chain(x: np.ndarray, obs, noise: dict, steps: int, rng: np.random.Generator,
+def metropolis_chain(x: np.ndarray, obs, noise: dict, steps: int, rng: np.random.Generator,
            cov: np.ndarray | None = None, inflation: float = 1.0) -> np.ndarray:
     """Adaptive random-walk Metropolis from x (first proposal `cov`): the chain after a quarter of burn-in."""
     if cov is None:
         cov = np.diag(np.r_[np.full(len(TARGETS), 1e-4), np.full(len(x) - len(TARGETS), 1e-2)])
-    lp, chain = _log_posterior(x, obs, noise, inflation), []
+    lp, chain = log_posterior(x, obs, noise, inflation), []
     for i in range(steps):
         if i >= 2 * ADAPT_EVERY and i % ADAPT_EVERY == 0:
             recent = np.array(chain[len(chain) // 2:])
             cov = 2.38**2 / len(x) * np.cov(recent.T) + 1e-10 * np.eye(len(x))
         y = rng.multivariate_normal(x, cov)
-        ly = _log_posterior(y, obs, noise, inflation)
+        ly = log_posterior(y, obs, noise, inflation)
         if np.log(rng.random()) < ly - lp:
             x, lp = y, ly
         chain.append(x.copy())
@@ -88,7 +88,7 @@ def _row(job: tuple) -> str:
     recipe = {t: float(truth[t]) for t in TARGETS}
     gap = _chi2(recipe, obs, noise) - _chi2(result.recipe, obs, noise)
     start = np.r_[to_unit(recipe), np.zeros(nuisances(noise))]
-    chain = _chain(start, obs, noise, steps, np.random.default_rng(idx))
+    chain = metropolis_chain(start, obs, noise, steps, np.random.default_rng(idx))
     values = from_unit(chain[:, : len(TARGETS)])
     lines = [f"row {idx}: chi²(truth) - chi²(inversion's recipe) = {gap:.1f}"]
     for j, t in enumerate(TARGETS):
