@@ -29,7 +29,7 @@ from .calibration import interval_factors, set_name, widen
 from .dataset import DATA_DIR, dataset_path, file_sha256, load_dataset, study_sha256
 from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
 from .domain import Domain
-from .inversion import Observation, disagreements, free_fit, invert, measurement_noise, residuals
+from .inversion import Observation, Posterior, disagreements, free_fit, invert, measurement_noise
 from .inversion import settings as inversion_settings
 from .kinetics import BULK_BA
 from .measurement import PROFILES, measured_rows
@@ -46,15 +46,17 @@ KNOWN_MISFIT = 4.0  # chi² per value above which known values are suspected (2 
 KNOWN_LIMIT = 3.0  # sd (per known value, at the fit's own noise) by which dropping them must improve a fit
 
 
-def known_values_blamed(obs: Observation, noise: dict, chi2: float, starts: list[dict]) -> tuple[bool, float]:
-    """Whether the known values are what a poor fit (`chi2` with them) cannot make: the free fit of the
-    same data without them (from `starts`) must be better by more than KNOWN_LIMIT² per known value in
-    units of its own chi² per value (the noise as the data show it: a trace misread by its noise profile
-    fits badly with or without a right temperature).  Also returns that fit's chi² per observed value."""
+def known_values_blamed(obs: Observation, noise: dict, posterior: Posterior, starts: list[dict]
+                        ) -> tuple[bool, float]:
+    """Whether the known values are what a poor fit (the `posterior` of `obs` with them) cannot make: the
+    free fit of the same data without them (from `starts`) must be better by more than KNOWN_LIMIT² per
+    known value in units of its own chi² per value (the noise as the data show it: a trace misread by its
+    noise profile fits badly with or without a right temperature).  Also returns that fit's chi² per
+    observed value."""
     free = replace(obs, time=None, temp=None)
     best = min(free_fit(free, s, noise)[1] for s in starts)
-    per_value = best / len(residuals(starts[0], free, noise))
-    return (chi2 - best) / max(1.0, per_value) > KNOWN_LIMIT**2 * len(obs.known), per_value
+    per_value = best / (posterior.n_observed - len(obs.known))  # one residual per known value fewer
+    return (posterior.chi2_min - best) / max(1.0, per_value) > KNOWN_LIMIT**2 * len(obs.known), per_value
 
 
 def as_frame(w: np.ndarray, cBA_time: float | None = None, Mn: float | None = None,
@@ -303,7 +305,7 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     failed = result.inflation > FAILED_FIT
     if obs.known and result.inflation > KNOWN_MISFIT:
         names = " and ".join(obs.known)
-        blamed, alone = known_values_blamed(obs, sigma, result.posterior.chi2_min, [result.recipe, CENTRE])
+        blamed, alone = known_values_blamed(obs, sigma, result.posterior, [result.recipe, CENTRE])
         with_, without = np.sqrt(result.inflation), np.sqrt(max(1.0, alone))
         if blamed:
             warnings_.append(f"with the given {names} no recipe makes this polymer within the noise (it "

@@ -94,10 +94,12 @@ def calibrated_table(inverted: pd.DataFrame, noise: str, factors: dict | None = 
     """`invert_rows`' table with each row's intervals widened by the given factors (per target), or else
     by the stored factors of the profile `noise` and the row's observation set
     (`calibration.interval_factors`)."""
-    out, now = inverted.copy(), inversion_settings()
+    out = inverted.copy()
+    if factors is None:  # each set's stored factors, looked up once
+        now = inversion_settings()
+        per_set = {name: interval_factors(noise, name, settings=now)[0] for name in out["observed"].unique()}
     for idx in out.index:
-        row_factors = factors if factors is not None else interval_factors(noise, out.at[idx, "observed"],
-                                                                          settings=now)[0]
+        row_factors = factors if factors is not None else per_set[out.at[idx, "observed"]]
         given = {t: (out.at[idx, f"{t} low"], out.at[idx, f"{t} high"]) for t in TARGETS}
         for t, (low, high) in widen(given, row_factors).items():
             out.at[idx, f"{t} low"], out.at[idx, f"{t} high"] = low, high

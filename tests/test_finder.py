@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -296,7 +297,7 @@ def test_a_wrong_known_temperature_gives_a_poor_round_trip_and_a_warning():
     assert abs(wrong.recipe["temp"] - 78.0) <= 3.25 * NOISE["temp"]  # held within its uncertainty
     assert wrong.mmd_l1 > 10 * max(right.mmd_l1, 1e-3) and wrong.inflation > KNOWN_MISFIT
     # without the known values the same data fit within the noise: the known values are blamed
-    blamed, alone = known_values_blamed(obs, NOISE, wrong.posterior.chi2_min, [wrong.recipe, CENTRE])
+    blamed, alone = known_values_blamed(obs, NOISE, wrong.posterior, [wrong.recipe, CENTRE])
     assert blamed and alone < KNOWN_MISFIT
     found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, time=obs.time, temp=obs.temp)
     assert any("with the given time and temp no recipe makes this polymer" in m for m in found["warnings"])
@@ -313,8 +314,11 @@ def test_a_right_known_temperature_is_not_blamed_for_a_trace_misread_by_its_nois
     noise = measurement_noise(obs, PROFILES["typical"])
     result = invert(obs, starts=[{**CENTRE, "temp": truth["temp"]}], noise=noise)
     assert result.inflation > FAILED_FIT
-    blamed, alone = known_values_blamed(obs, noise, result.posterior.chi2_min, [result.recipe, CENTRE])
+    blamed, alone = known_values_blamed(obs, noise, result.posterior, [result.recipe, CENTRE])
     assert not blamed and alone > FAILED_FIT
+    # the fit without the temperature has one residual fewer (the trace, cBA_time and the calibration's
+    # shift stay): the count by which `alone` is divided
+    assert result.posterior.n_observed - 1 == len(residuals(CENTRE, replace(obs, temp=None), noise))
     found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, temp=obs.temp, noise="typical")["warnings"]
     assert any("with the given temp and by" in m and "not the cause" in m for m in found), found
     assert not any("check the known values" in m for m in found) and any("'typical'" in m for m in found)
