@@ -782,9 +782,15 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
     temps = np.linspace(lo, hi, int(round((hi - lo) / GRID_STEP)) + 1)
     bounds = (lo, hi)
     if obs.temp is not None:  # a known temperature: the posterior lives within 3 sd of it, nowhere else
-        near = obs.temp + noise["temp"] * np.array([-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0])
+        steps = noise["temp"] * np.array([-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0])
+        centre = obs.temp
+        if not ((centre + steps >= lo) & (centre + steps <= hi)).any():
+            # a reading more than 3 sd outside the box (a measured run at a bound, a 1-in-700 draw): the
+            # posterior piles up against the bound, so the points are set about the bound
+            centre = min(max(obs.temp, lo), hi)
+        near = centre + steps
         temps = np.unique(np.round(near[(near >= lo) & (near <= hi)], 6))
-        bounds = (max(lo, obs.temp - 3.25 * noise["temp"]), min(hi, obs.temp + 3.25 * noise["temp"]))
+        bounds = (max(lo, centre - 3.25 * noise["temp"]), min(hi, centre + 3.25 * noise["temp"]))
     # find the valley first: a free fit of all four targets from each start; the best one lies on it
     best = min((free_fit(obs, s, noise, budget) for s in starts), key=lambda fit: fit[1])
     branches = [profile(obs, temps, best[0], noise, budget=budget)]

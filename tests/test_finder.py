@@ -277,6 +277,19 @@ def test_a_known_temperature_at_the_truth_pins_the_other_three(noise_free):
 
 
 @pytest.mark.slow
+def test_a_known_temperature_read_beyond_the_box_puts_the_posterior_at_its_bound():
+    # a run at 80 °C whose reading lies 3.2 sd above it: no point of the reading's 3-sd window is in the
+    # box, so the posterior's points are set about the bound (this used to stop on an empty grid)
+    truth, sd = {**OFF_GRID, "temp": 80.0}, NOISE["temp"]
+    obs = _observe_with(truth, temp=80.0 + 3.2 * sd)
+    result = invert(obs, starts=[{**CENTRE, "temp": 80.0}])
+    temps = result.posterior.temps
+    assert temps.max() <= 80.0 and temps.min() >= 80.0 - 3.25 * sd and result.interval["temp"][1] == 80.0
+    for name, (lo, hi) in result.interval.items():
+        assert lo <= truth[name] <= hi, (name, lo, hi)
+
+
+@pytest.mark.slow
 def test_residual_initiator_breaks_the_valley(noise_free):
     obs = _observe_with(OFF_GRID, cAIBN_time=1.0)
     result = invert(obs, starts=[CENTRE])
