@@ -109,6 +109,8 @@ def _tune(args: argparse.Namespace) -> int:
 
     if args.finder and args.calibrate:
         raise DatasetError("--finder and --calibrate are two runs: give one (`make tune` runs both)")
+    if args.noise and not args.calibrate:
+        raise DatasetError("--noise chooses the profiles of --calibrate: give --calibrate too")
     if args.out:
         check_writable(args.out, "JSON file" if not args.finder else "model file")
     start = time.perf_counter()
@@ -116,7 +118,8 @@ def _tune(args: argparse.Namespace) -> int:
         from .calibration import CALIBRATION
         from .what_to_measure import write_calibration
 
-        stored = write_calibration(args.data, out=args.out or CALIBRATION)
+        noises = tuple(args.noise) if args.noise else ("typical", "poor")
+        stored = write_calibration(args.data, noises, out=args.out or CALIBRATION)
         for noise, sets in stored["factors"].items():
             for name, factors in sets.items():
                 print(f"{noise} {name}: " + " ".join(f"{t} {q:.3f}" for t, q in factors.items()))
@@ -366,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action="store_true",
                    help="calibrate the physics inversion's 90 %% intervals on measured rows of half the "
                         "recipes, for the typical and poor profiles, and store the factors "
-                        "(data/interval_calibration.json; 45 minutes to 1.5 hours on two cores)")
+                        "(data/interval_calibration.json; about an hour on two cores)")
+    p.add_argument("--noise", choices=["typical", "poor"], action="append", default=None,
+                   help="with --calibrate: calibrate only this profile (repeatable); a stored file of the "
+                        "same workbook and inversion settings keeps the other profile's factors")
     p.set_defaults(func=_tune)
 
     p = sub.add_parser("evaluate", help="metrics of one model on the row split or on unseen recipes")

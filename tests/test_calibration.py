@@ -27,7 +27,7 @@ from analysis.design import BOX, RECIPE_KEY, TARGETS, from_unit
 from analysis.hyperparameters import StaleHyperparameters
 from analysis.inversion import settings
 from analysis.roundtrip import calibrated_table, interval_hits
-from analysis.what_to_measure import CALIBRATED_SETS, calibration_summary, parse_observe
+from analysis.what_to_measure import CALIBRATED_SETS, CALIBRATION_ROWS, calibration_summary, parse_observe
 
 
 def _cases(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -155,6 +155,7 @@ def test_stored_factors_belong_to_this_workbook_and_cover_the_sets(tmp_path):
         factors, basis = interval_factors("typical", "composite")
     assert stored["data_sha256"] == file_sha256(dataset_path())  # this very file (no study sheet read)
     assert stored["level"] == 0.9 and set(stored["factors"]) == {"typical", "poor"}
+    assert stored["rows"] == CALIBRATION_ROWS  # each profile calibrated on the code's number of rows
     assert all(set(stored["factors"][noise]) == set(CALIBRATED_SETS) for noise in ("typical", "poor"))
     assert basis == "calibrated" and factors == stored["factors"]["typical"]["composite"]
     assert all(0 < q < 5 for sets in stored["factors"].values() for f in sets.values() for q in f.values())
@@ -191,6 +192,39 @@ def test_stored_factors_belong_to_the_inversion_settings_and_warn_when_they_diff
     older.write_text(json.dumps({k: v for k, v in stored.items() if k != "inversion"}))
     with pytest.warns(StaleCalibration, match="none stored"):
         interval_factors("poor", "composite", file=older, settings=now)
+
+
+def test_calibrating_one_profile_keeps_the_others_only_if_they_share_workbook_and_settings(tmp_path,
+                                                                                           monkeypatch):
+    # the inversions replaced by their result, a profile's factors all equal to a number of its own: what is
+    # checked is which profiles the file keeps, with their rows and coverage
+    import analysis.what_to_measure as wtm
+
+    def fake(frame, noise, level=0.90):
+        q = {"typical": 1.5, "poor": 2.5}[noise]
+        return {"factors": {s: dict.fromkeys(TARGETS, q) for s in CALIBRATED_SETS},
+                "coverage_before": {s: dict.fromkeys(TARGETS, 90.0) for s in CALIBRATED_SETS}}
+
+    monkeypatch.setattr(wtm, "calibrate_intervals", fake)
+    monkeypatch.setattr(wtm, "load_dataset", lambda data, observables: None)
+    workbook = {"date": "2026-12-07", "data": "w.xlsx", "data_sha256": "a" * 64, "study_sha256": "b" * 64}
+    monkeypatch.setattr(wtm, "stamp", lambda data: workbook)  # (reading the sheets' checksum takes 10 s)
+    out = tmp_path / "calibration.json"
+    both = wtm.write_calibration(out=out)
+    assert both["rows"] == CALIBRATION_ROWS and both["factors"]["poor"]["composite"]["temp"] == 2.5
+    stored = json.loads(out.read_text())
+    out.write_text(json.dumps({**stored, "factors": {**stored["factors"], "typical": {}, "poor": {"x": 1}}}))
+    kept = wtm.write_calibration(noises=("typical",), out=out)
+    assert kept["factors"]["poor"] == {"x": 1} and kept["rows"]["poor"] == CALIBRATION_ROWS["poor"]
+    assert kept["factors"]["typical"]["composite"]["temp"] == 1.5 and kept == json.loads(out.read_text())
+    # a file of an older layout (one number of rows for all profiles) keeps that number for its profile
+    out.write_text(json.dumps({**stored, "rows": 160}))
+    assert wtm.write_calibration(noises=("typical",), out=out)["rows"] == {"poor": 160, "typical": 320}
+    # another workbook, or other inversion settings: the other profile is dropped, not mixed in
+    for changed in ({"data_sha256": "0" * 64}, {"inversion": {**stored["inversion"], "MODEL_FLOOR": 1.0}}):
+        out.write_text(json.dumps({**stored, **changed}))
+        alone = wtm.write_calibration(noises=("typical",), out=out)
+        assert set(alone["factors"]) == set(alone["rows"]) == set(alone["coverage_before"]) == {"typical"}
 
 
 @pytest.mark.slow

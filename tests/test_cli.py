@@ -50,6 +50,16 @@ def test_simulate_refuses_bad_input_without_traceback(args, words):
     assert words in out.stderr and "Traceback" not in out.stderr
 
 
+def test_tune_refuses_a_profile_without_calibrate_and_an_unknown_profile(capsys):
+    from analysis.cli import main
+
+    assert main(["tune", "--noise", "typical"]) == 2
+    assert "--noise chooses the profiles of --calibrate" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse's own refusal: only measured profiles are calibrated
+        main(["tune", "--calibrate", "--noise", "ideal"])
+    assert stop.value.code == 2 and "invalid choice: 'ideal'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_sweep_writes_the_whole_design(tmp_path):
     path = tmp_path / "sweep.csv"
