@@ -816,17 +816,18 @@ def write_calibration(data: str | None = None, noises: tuple[str, ...] = ("typic
               "method": "split conformal, half-widths in unit coordinates, ends on a bound kept",
               "inversion": inversion_settings(), "factors": {}, "coverage_before": {}}
     previous = json.loads(Path(out).read_text()) if Path(out).exists() else {}
-    if all(previous.get(key) == stored[key]
-           for key in ("data_sha256", "level", "split_seed", "method", "inversion")):
-        for noise in set(previous["factors"]) - set(noises):
-            rows = previous["rows"]
-            stored["rows"][noise] = rows[noise] if isinstance(rows, dict) else rows
-            stored["factors"][noise] = previous["factors"][noise]
-            stored["coverage_before"][noise] = previous["coverage_before"][noise]
-    for noise in noises:
-        result = calibrate_intervals(frame, noise, level=level)
-        stored["rows"][noise] = CALIBRATION_ROWS[noise]
-        stored["factors"][noise] = result["factors"]
-        stored["coverage_before"][noise] = result["coverage_before"]
+    same = all(previous.get(key) == stored[key]
+               for key in ("data_sha256", "level", "split_seed", "method", "inversion"))
+    for noise in PROFILES:  # in the profiles' order, calibrated or kept
+        if noise in noises:
+            result = calibrate_intervals(frame, noise, level=level)
+            rows, factors, before = CALIBRATION_ROWS[noise], result["factors"], result["coverage_before"]
+        elif same and noise in previous["factors"]:
+            rows = previous["rows"][noise] if isinstance(previous["rows"], dict) else previous["rows"]
+            factors, before = previous["factors"][noise], previous["coverage_before"][noise]
+        else:
+            continue
+        for key, value in (("rows", rows), ("factors", factors), ("coverage_before", before)):
+            stored[key][noise] = value
     write_stored(stored, out)
     return stored

@@ -217,6 +217,7 @@ def test_calibrating_one_profile_keeps_the_others_only_if_they_share_workbook_an
     kept = wtm.write_calibration(noises=("typical",), out=out)
     assert kept["factors"]["poor"] == {"x": 1} and kept["rows"]["poor"] == CALIBRATION_ROWS["poor"]
     assert kept["factors"]["typical"]["composite"]["temp"] == 1.5 and kept == json.loads(out.read_text())
+    assert list(kept["factors"]) == list(kept["rows"]) == ["typical", "poor"]  # the profiles' order
     # a file of an older layout (one number of rows for all profiles) keeps that number for its profile
     out.write_text(json.dumps({**stored, "rows": 160}))
     assert wtm.write_calibration(noises=("typical",), out=out)["rows"] == {"poor": 160, "typical": 320}
