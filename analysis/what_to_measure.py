@@ -811,6 +811,10 @@ def write_calibration(data: str | None = None, noises: tuple[str, ...] = ("typic
     """Calibrate the intervals of each profile of `noises` on the workbook and store the factors (`data/`
     file of `calibration`) with its checksums.  The other profiles of a file already at `out` are kept if
     it was calibrated on the same workbook, with the same inversion settings and level."""
+    unknown = set(noises) - set(CALIBRATION_ROWS)
+    if unknown:
+        raise ObservationError(f"profiles without a calibration: {sorted(unknown)}; calibrated are "
+                               f"{list(CALIBRATION_ROWS)}")
     frame = load_dataset(data, observables=True)
     stored = {**stamp(data), "level": level, "rows": {}, "split_seed": SPLIT_SEED,
               "method": "split conformal, half-widths in unit coordinates, ends on a bound kept",

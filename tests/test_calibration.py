@@ -210,6 +210,8 @@ def test_calibrating_one_profile_keeps_the_others_only_if_they_share_workbook_an
     workbook = {"date": "2026-12-07", "data": "w.xlsx", "data_sha256": "a" * 64, "study_sha256": "b" * 64}
     monkeypatch.setattr(wtm, "stamp", lambda data: workbook)  # (reading the sheets' checksum takes 10 s)
     out = tmp_path / "calibration.json"
+    with pytest.raises(wtm.ObservationError, match=r"profiles without a calibration: \['ideal'\]"):
+        wtm.write_calibration(noises=("typical", "ideal"), out=out)
     both = wtm.write_calibration(out=out)
     assert both["rows"] == CALIBRATION_ROWS and both["factors"]["poor"]["composite"]["temp"] == 2.5
     stored = json.loads(out.read_text())
