@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+from .calibration import CALIBRATION_ROWS
 from .dataset import DEFAULT_SEED, WORKBOOK, DatasetError
 from .design import UNITS
 from .evaluation import BEST, MODELS
@@ -118,8 +119,8 @@ def _tune(args: argparse.Namespace) -> int:
         from .calibration import CALIBRATION
         from .what_to_measure import write_calibration
 
-        noises = tuple(args.noise) if args.noise else ("typical", "poor")
-        stored = write_calibration(args.data, noises, out=args.out or CALIBRATION)
+        stored = write_calibration(args.data, tuple(args.noise) if args.noise else None,
+                                   out=args.out or CALIBRATION)
         for noise, sets in stored["factors"].items():
             for name, factors in sets.items():
                 print(f"{noise} {name}: " + " ".join(f"{t} {q:.3f}" for t, q in factors.items()))
@@ -370,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibrate the physics inversion's 90 %% intervals on measured rows of half the "
                         "recipes, for the typical and poor profiles, and store the factors "
                         "(data/interval_calibration.json; about an hour on two cores)")
-    p.add_argument("--noise", choices=["typical", "poor"], action="append", default=None,
+    p.add_argument("--noise", choices=list(CALIBRATION_ROWS), action="append", default=None,
                    help="with --calibrate: calibrate only this profile (repeatable); a stored file of the "
                         "same workbook and inversion settings keeps the other profile's factors")
     p.set_defaults(func=_tune)

@@ -33,7 +33,15 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from .calibration import CALIBRATION, SPLIT_SEED, conformal_factor, recipe_half, scores, set_name
+from .calibration import (
+    CALIBRATION,
+    CALIBRATION_ROWS,
+    SPLIT_SEED,
+    conformal_factor,
+    recipe_half,
+    scores,
+    set_name,
+)
 from .calibration import COMPOSITE as COMPOSITE_OBSERVABLES
 from .dataset import OBSERVABLES, load_dataset
 from .design import (
@@ -772,11 +780,6 @@ def inversion_against_bound(frame: pd.DataFrame, rj: RowJacobians, sigma: np.nda
 CALIBRATED_SETS = ("composite", "composite,temp", "composite,time", "composite,cAIBN_time",
                    "composite,branching", "composite,temp,time", "composite,temp,cAIBN_time",
                    "composite,time,cAIBN_time", "composite,cAIBN_time,branching")
-# rows of the calibration recipes per profile: at 160 rows a factor's own scatter (about 2.4 points of
-# coverage) adds to the check's, and a factor below 1 fitted on them narrowed the initiator's intervals of
-# the residual-initiator sets to 81 % on the check recipes (86 % before); `typical`, the default profile,
-# takes twice as many
-CALIBRATION_ROWS = {"typical": 320, "poor": 160}
 
 
 def calibration_summary(rows: pd.DataFrame, inverted: pd.DataFrame, level: float = 0.90
@@ -806,11 +809,13 @@ def calibrate_intervals(frame: pd.DataFrame, noise: str = "typical", sets: tuple
     return {"factors": factors, "coverage_before": before}
 
 
-def write_calibration(data: str | None = None, noises: tuple[str, ...] = ("typical", "poor"),
+def write_calibration(data: str | None = None, noises: tuple[str, ...] | None = None,
                       out: str | Path = CALIBRATION, level: float = 0.90) -> dict:
-    """Calibrate the intervals of each profile of `noises` on the workbook and store the factors (`data/`
-    file of `calibration`) with its checksums.  The other profiles of a file already at `out` are kept if
-    it was calibrated on the same workbook, with the same inversion settings and level."""
+    """Calibrate the intervals of each profile of `noises` (default: every profile of CALIBRATION_ROWS) on
+    the workbook and store the factors (`data/` file of `calibration`) with its checksums.  The other
+    profiles of a file already at `out` are kept if it was calibrated on the same workbook, with the same
+    inversion settings and level."""
+    noises = tuple(CALIBRATION_ROWS) if noises is None else noises
     unknown = set(noises) - set(CALIBRATION_ROWS)
     if unknown:
         raise ObservationError(f"profiles without a calibration: {sorted(unknown)}; calibrated are "

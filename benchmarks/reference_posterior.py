@@ -55,7 +55,7 @@ def _chi2(recipe: dict, obs, noise: dict) -> float:
 
 
 def metropolis_chain(x: np.ndarray, obs, noise: dict, steps: int, rng: np.random.Generator,
-           cov: np.ndarray | None = None, inflation: float = 1.0) -> np.ndarray:
+                     cov: np.ndarray | None = None, inflation: float = 1.0) -> np.ndarray:
     """Adaptive random-walk Metropolis from x (first proposal `cov`): the chain after a quarter of burn-in."""
     if cov is None:
         cov = np.diag(np.r_[np.full(len(TARGETS), 1e-4), np.full(len(x) - len(TARGETS), 1e-2)])
