@@ -242,7 +242,7 @@ def _invert(args: argparse.Namespace) -> int:
     if args.plot:
         check_writable(args.plot, "plot")
     check_extras(args.cba_time, args.mn, args.mw)
-    check_known(args.caibn_time, args.branching, args.time, args.temp)
+    check_known(args.caibn_time, args.branching, args.time, args.temp, args.noise)  # warnings: find_recipe
     notes: list[str] = []
     # one thread per library: a call must stay fast whatever else runs (OpenMP threads of the boosted
     # trees fighting other processes for the cores made one call take minutes)

@@ -27,9 +27,9 @@ import pandas as pd
 
 from .calibration import interval_factors, set_name, widen
 from .dataset import DATA_DIR, dataset_path, file_sha256, load_dataset, study_sha256
-from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, clip_to_box
+from .design import BOX, CENTRE, EXTRA_FEATURES, FEATURE_SETS, STUDY_RANGES, TARGETS, UNITS, clip_to_box
 from .domain import Domain
-from .inversion import Observation, Posterior, disagreements, free_fit, invert, measurement_noise
+from .inversion import Observation, Posterior, disagreements, free_fit, invert, known_sds, measurement_noise
 from .inversion import settings as inversion_settings
 from .kinetics import BULK_BA
 from .measurement import PROFILES, measured_rows
@@ -43,6 +43,7 @@ STORE = DATA_DIR / "finder_models.pickle.gz"
 MEASUREMENT_SEED = 0  # the noise draw of the training rows of a measured profile
 FAILED_FIT = 25.0  # chi² per observed value above which a fit is reported as failed (5 x the noise)
 KNOWN_MISFIT = 4.0  # chi² per value above which known values are suspected (2 x the noise)
+READING_REACH = 3.0  # sd of its reading by which a known temperature or time may lie outside the domain
 KNOWN_LIMIT = 3.0  # sd (per known value, at the fit's own noise) by which dropping them must improve a fit
 
 
@@ -228,9 +229,11 @@ def check_extras(cBA_time: float | None, Mn: float | None, Mw: float | None) -> 
 
 
 def check_known(cAIBN_time: float | None = None, branching: float | None = None, time: float | None = None,
-                temp: float | None = None) -> None:
+                temp: float | None = None, noise: str = "ideal") -> list[str]:
     """Refuse (InputError) a residual initiator, branching, known time or temperature that is impossible,
-    in another unit, or outside the design's domain, before any work."""
+    in another unit, or outside the design's domain, before any work.  A known temperature or time read
+    outside the domain by at most READING_REACH times its sd in the inversion under the profile `noise` (a
+    run at a bound, read with its error) is taken, with the warning returned."""
     for name, value in (("cAIBN_time", cAIBN_time), ("branching", branching), ("time", time),
                         ("temp", temp)):
         if value is not None and not np.isfinite(value):
@@ -247,16 +250,28 @@ def check_known(cAIBN_time: float | None = None, branching: float | None = None,
     if branching is not None and not 0 < branching < 100:
         raise InputError(f"the branching density is in mol % (branch points per 100 monomer units), "
                          f"between 0 and 100; got {branching}")
-    if temp is not None:
-        if temp > 150:
-            raise InputError(f"temp = {temp} looks like kelvin; give °C")
-        lo, hi = BOX["temp"]
-        if not lo <= temp <= hi:
-            raise InputError(f"temp = {temp} °C is outside the trained domain ({lo:g}-{hi:g} °C)")
-    if time is not None:
-        lo, hi = BOX["time"]
-        if not lo <= time <= hi:
-            raise InputError(f"time = {time} s is outside the trained domain ({lo:g}-{hi:g} s)")
+    if temp is not None and temp > 150:
+        raise InputError(f"temp = {temp} looks like kelvin; give °C")
+    if time is not None and time < 0:
+        raise InputError(f"the known time must not be negative (s), got {time}")
+    out = []
+    sds = known_sds(PROFILES[noise])
+    for name, value in (("temp", temp), ("time", time)):
+        sd = sds[name]
+        if value is None:
+            continue
+        lo, hi = BOX[name]
+        beyond, unit = max(lo - value, value - hi), UNITS[name]
+        if beyond > READING_REACH * sd:
+            raise InputError(f"{name} = {value:g} {unit} is outside the trained domain ({lo:g}-{hi:g} "
+                             f"{unit}), by more than {READING_REACH:g} times its reading's sd "
+                             f"({sd:g} {unit}, noise profile '{noise}')")
+        if beyond > 0:
+            out.append(f"the given {name} = {value:g} {unit} lies {beyond:.3g} {unit} outside the trained "
+                       f"domain ({lo:g}-{hi:g} {unit}), within {READING_REACH:g} times its reading's sd "
+                       f"({sd:g} {unit}, noise profile '{noise}'): taken as a reading of a run inside it; "
+                       f"the recipe's {name} stays in the domain")
+    return out
 
 
 def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None = None,
@@ -276,7 +291,7 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     if noise not in PROFILES:
         raise InputError(f"unknown noise profile {noise!r}; choose from {list(PROFILES)}")
     check_extras(cBA_time, Mn, Mw)
-    check_known(cAIBN_time, branching, time, temp)
+    read_outside = check_known(cAIBN_time, branching, time, temp, noise)
     known = {k: v for k, v in (("time", time), ("temp", temp)) if v is not None}
     given = [c for c, v in zip(EXTRA_FEATURES, (cBA_time, Mn, Mw)) if v is not None]
     row = as_frame(w, cBA_time, Mn, Mw)
@@ -301,7 +316,7 @@ def find_recipe(w: np.ndarray, cBA_time: float | None = None, Mn: float | None =
     observed = set_name(obs.extras + obs.known)
     factors, basis = interval_factors(noise, observed, settings=inversion_settings())
     interval = widen(result.interval, factors)
-    warnings_ = verdict.reasons() + disagreements(result.recipe, obs, sigma)
+    warnings_ = read_outside + verdict.reasons() + disagreements(result.recipe, obs, sigma)
     failed = result.inflation > FAILED_FIT
     if obs.known and result.inflation > KNOWN_MISFIT:
         names = " and ".join(obs.known)

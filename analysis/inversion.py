@@ -190,6 +190,14 @@ def later(sim: dict, dt: float) -> dict:
             **{name: sim[name] * np.exp(dt * r[name]) for name in MEASURED}}
 
 
+def known_sds(profile: Profile) -> dict[str, float]:
+    """The sd of a known time (s) and temperature (°C) in the inversion under `profile`: the profile's,
+    or NOISE's for a profile without an instrument (`ideal`), as `measurement_noise` takes them."""
+    if not profile.instrument:
+        return {"time": NOISE["time"], "temp": NOISE["temp"]}
+    return {"time": profile.known_time, "temp": profile.known_temp}
+
+
 def measurement_noise(obs: Observation, profile: Profile, floor: float | None = None) -> dict:
     """The noise of an observation measured with `profile`: without an instrument, `NOISE`.  With one, the
     simulated trace is passed through the instrument (broadening, cut-off, renormalisation) and compared
@@ -220,7 +228,7 @@ def measurement_noise(obs: Observation, profile: Profile, floor: float | None = 
     if floor > 0:
         cov = cov + (floor * observed.max()) ** 2 * np.eye(len(cov))
     shift = {"shift_sd": profile.calibration_sd} if profile.calibration_sd > 0 else {}
-    return {**NOISE, **noise, "time": profile.known_time, "temp": profile.known_temp, "profile": profile,
+    return {**NOISE, **noise, **known_sds(profile), "profile": profile,
             "whiten": whitening(cov, reported(observed)), "observed_trace": observed, **shift}
 
 

@@ -341,11 +341,39 @@ def test_impossible_known_values_are_refused_with_the_reason():
     cases = [({"temp": 343.15}, "kelvin"), ({"temp": 95.0}, "outside the trained domain"),
              ({"cAIBN_time": 3.0}, "mmol/L"), ({"cAIBN_time": 0.05}, "highest initial initiator"),
              ({"branching": 150.0}, "mol %"), ({"time": 7200.0}, "outside the trained domain"),
-             ({"time": float("nan")}, "finite"), ({"cAIBN_time": -1e-3}, "positive")]
+             ({"time": float("nan")}, "finite"), ({"cAIBN_time": -1e-3}, "positive"),
+             ({"time": -5.0}, "negative"),
+             # outside the domain by more than 3 sd of the reading (typical and ideal: 0.5 °C, 5 s)
+             ({"temp": 81.6, "noise": "typical"}, "by more than 3 times its reading's sd"),
+             ({"temp": 58.4, "noise": "typical"}, "outside the trained domain"),
+             ({"time": 3616.0, "noise": "typical"}, "outside the trained domain"),
+             ({"temp": 81.6}, "outside the trained domain")]
     for given, words in cases:
         with pytest.raises(InputError, match=words):
             check_known(**given)
-    check_known(cAIBN_time=0.004, branching=2.0, time=1800.0, temp=70.0)
+    assert check_known(cAIBN_time=0.004, branching=2.0, time=1800.0, temp=70.0) == []
+    assert check_known(time=3600.0, temp=60.0, noise="poor") == []  # on the bounds: inside
+
+
+def test_a_known_value_read_just_outside_the_domain_is_taken_with_a_warning():
+    # a run at a bound, read with its error (typical: 0.5 °C, 5 s): within 3 sd it is a reading, not a
+    # recipe from outside the domain
+    warned = check_known(temp=80.8, time=3612.0, noise="typical")
+    assert len(warned) == 2
+    assert "temp = 80.8 °C lies 0.8 °C outside the trained domain (60-80 °C)" in warned[0]
+    assert "time = 3612 s lies 12 s outside" in warned[1] and "'typical'" in warned[1]
+    assert len(check_known(temp=59.0, noise="poor")) == 1  # poor: 2 °C
+
+
+@pytest.mark.slow
+def test_the_finder_takes_a_temperature_read_just_above_the_domain_and_keeps_the_recipe_inside():
+    truth = {**OFF_GRID, "temp": 80.0}
+    obs = _observe_with(truth, temp=80.0 + 2 * NOISE["temp"])  # a run at 80 °C read 2 sd (1 °C) high
+    found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, temp=obs.temp)
+    assert any("temp = 81 °C lies 1 °C outside the trained domain" in m for m in found["warnings"])
+    assert found["recipe"]["temp"] <= 80.0 and found["posterior"]["mean"]["temp"] <= 80.0
+    for name, (lo, hi) in found["interval"].items():
+        assert lo <= truth[name] <= hi, (name, lo, hi)
 
 
 @pytest.mark.slow
