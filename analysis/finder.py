@@ -257,11 +257,10 @@ def check_known(cAIBN_time: float | None = None, branching: float | None = None,
     out = []
     sds = known_sds(PROFILES[noise])
     for name, value in (("temp", temp), ("time", time)):
-        sd = sds[name]
         if value is None:
             continue
-        lo, hi = BOX[name]
-        beyond, unit = max(lo - value, value - hi), UNITS[name]
+        (lo, hi), sd, unit = BOX[name], sds[name], UNITS[name]
+        beyond = max(lo - value, value - hi)  # > 0: outside the domain by that much
         if beyond > READING_REACH * sd:
             raise InputError(f"{name} = {value:g} {unit} is outside the trained domain ({lo:g}-{hi:g} "
                              f"{unit}), by more than {READING_REACH:g} times its reading's sd "
