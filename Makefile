@@ -89,7 +89,7 @@ finder: venv
 	$(BIN)/python -m analysis tune --finder
 
 ## calibrate: calibrate the inversion's intervals for the workbook (data/interval_calibration.json, committed;
-## about an hour on two cores; one profile: python -m analysis tune --calibrate --noise typical)
+## about an hour and a half on two cores; one profile: python -m analysis tune --calibrate --noise typical)
 calibrate: venv
 	$(ONE_THREAD) $(BIN)/python -m analysis tune --calibrate
 
