@@ -35,7 +35,7 @@ CALIBRATION = DATA_DIR / "interval_calibration.json"
 # rows of the calibration recipes per profile: at 160 rows a factor's own scatter (about 2.4 points of
 # coverage) adds to the check's, and a factor below 1 fitted on them narrowed the initiator's intervals of
 # the residual-initiator sets to 81 % on the check recipes (86 % before); each profile takes twice as many.
-# The profiles that have a calibration (`ideal`, the simulator's own noise, has none)
+# Its keys are the profiles that have a calibration (`ideal`, the simulator's own noise, has none).
 CALIBRATION_ROWS = {"typical": 320, "poor": 320}
 SPLIT_SEED = 0  # the permutation of the recipes that halves them into calibration and check recipes
 COMPOSITE = ("cBA_time", "Mn", "Mw")  # the study's observables besides the MMD
