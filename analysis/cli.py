@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(data/finder_models.pickle.gz)")
     p.add_argument("--calibrate", action="store_true",
                    help="calibrate the physics inversion's 90 %% intervals on measured rows of half the "
-                        "recipes, for the typical and poor profiles, and store the factors "
+                        f"recipes, for the {' and '.join(CALIBRATION_ROWS)} profiles, and store the factors "
                         "(data/interval_calibration.json; about an hour and a half on two cores)")
     p.add_argument("--noise", choices=list(CALIBRATION_ROWS), action="append", default=None,
                    help="with --calibrate: calibrate only this profile (repeatable); a stored file of the "

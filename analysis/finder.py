@@ -43,7 +43,9 @@ STORE = DATA_DIR / "finder_models.pickle.gz"
 MEASUREMENT_SEED = 0  # the noise draw of the training rows of a measured profile
 FAILED_FIT = 25.0  # chi² per observed value above which a fit is reported as failed (5 x the noise)
 KNOWN_MISFIT = 4.0  # chi² per value above which known values are suspected (2 x the noise)
-READING_REACH = 3.0  # sd of its reading by which a known temperature or time may lie outside the domain
+# sd of its reading by which a known temperature or time may lie outside the domain: the inversion's
+# points about a known temperature span the same 3 sd (`inversion.invert`), so some lie in the box
+READING_REACH = 3.0
 KNOWN_LIMIT = 3.0  # sd (per known value, at the fit's own noise) by which dropping them must improve a fit
 
 

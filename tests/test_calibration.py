@@ -12,6 +12,7 @@ import pytest
 
 from analysis.calibration import (
     CALIBRATION,
+    CALIBRATION_ROWS,
     StaleCalibration,
     conformal_factor,
     interval_factors,
@@ -27,7 +28,7 @@ from analysis.design import BOX, RECIPE_KEY, TARGETS, from_unit
 from analysis.hyperparameters import StaleHyperparameters
 from analysis.inversion import settings
 from analysis.roundtrip import calibrated_table, interval_hits
-from analysis.what_to_measure import CALIBRATED_SETS, CALIBRATION_ROWS, calibration_summary, parse_observe
+from analysis.what_to_measure import CALIBRATED_SETS, calibration_summary, parse_observe
 
 
 def _cases(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
