@@ -70,11 +70,11 @@ from .ode import run_ode
 
 # Noise levels: w(log M) per grid point (kMC against deterministic MMDs of the dataset's control volumes
 # differ by about this much), and relative noise of cBA_time, Mn, Mw; residual initiator and branching with
-# the `typical` precision of their analyses; a known time to 5 s (sampling and quench) and a known
-# temperature to 0.5 °C (a controlled reactor).
+# the `typical` precision of their analyses; a known time and temperature to the `ideal` profile's sds
+# (1 s, 0.1 °C: without an instrument the inversion holds them as the bound of chapter 9c does).
 NOISE = {"mmd": 0.01, "cBA_time": 0.005, "Mn": 0.01, "Mw": 0.01,
          "cAIBN_time": PROFILES["typical"].cAIBN_time, "branching": PROFILES["typical"].branching,
-         "time": 5.0, "temp": 0.5}
+         "time": PROFILES["ideal"].known_time, "temp": PROFILES["ideal"].known_temp}
 # The simulator's own scatter of the scalars (kMC against the deterministic engine, 40 random rows of the
 # workbook: cBA_time 0.32 %, cAIBN_time 0.05 %, branching 0.13 %, rounded up), to which a measurement
 # profile adds its analysis' precision (`measurement_noise`).
@@ -191,10 +191,9 @@ def later(sim: dict, dt: float) -> dict:
 
 
 def known_sds(profile: Profile) -> dict[str, float]:
-    """The sd of a known time (s) and temperature (°C) in the inversion under `profile`: the profile's,
-    or NOISE's for a profile without an instrument (`ideal`), as `measurement_noise` takes them."""
-    if not profile.instrument:
-        return {"time": NOISE["time"], "temp": NOISE["temp"]}
+    """The sd of a known time (s) and temperature (°C) in the inversion under `profile`: the profile's
+    (`ideal` 1 s and 0.1 °C, `typical` 5 s and 0.5 °C, `poor` 30 s and 2 °C), as `measurement_noise`
+    takes them and as the bound of chapter 9c does."""
     return {"time": profile.known_time, "temp": profile.known_temp}
 
 
@@ -219,7 +218,7 @@ def measurement_noise(obs: Observation, profile: Profile, floor: float | None = 
     if floor < 0:
         raise ValueError(f"the model-error floor is a fraction of the trace's peak, >= 0; got {floor}")
     if not profile.instrument:
-        return NOISE
+        return {**NOISE, **known_sds(profile)}
     op = trace_operator(obs.mmd, profile)
     cov = trace_covariance(op, NOISE["mmd"])
     noise = {name: float(np.hypot(SIMULATOR_SCATTER[name], getattr(profile, name))) for name in MEASURED
@@ -831,11 +830,13 @@ def invert(obs: Observation, starts: list[dict] | None = None, noise: dict = NOI
 
 def settings() -> dict:
     """What the inversion's posterior depends on besides the workbook: INTERVAL_METHOD, the tolerances,
-    grids and floors, the kMC noise and the measurement profiles (without their sources), as JSON types.
-    Stored with the interval calibration (`what_to_measure.write_calibration`)."""
+    grids and floors, the kMC noise and the measurement profiles (without their sources; a known value's
+    sd is the profile's, `known_sds`), as JSON types.  Stored with the interval calibration
+    (`what_to_measure.write_calibration`)."""
     names = ("GRID_STEP", "MIN_STEP", "XTOL", "VALLEY_TOL", "JAC_STEP", "MODEL_FLOOR", "HPD_POINTS",
              "PRIOR_FLOOR", "SAME_MINIMUM", "MODE_STARTS", "MODE_WINDOW", "MAX_BRANCHES", "MODE_MARGIN",
              "SHIFT_BOUND", "SHIFT_SCAN", "SHIFT_RESTART", "SHIFT_REACH", "SHIFT_STEP")
     values = {name: np.asarray(globals()[name]).tolist() for name in names}
     profiles = {name: {k: v for k, v in asdict(p).items() if k != "sources"} for name, p in PROFILES.items()}
-    return json.loads(json.dumps({"method": INTERVAL_METHOD, **values, "noise": NOISE, "profiles": profiles}))
+    noise = {k: v for k, v in NOISE.items() if k not in KNOWN}
+    return json.loads(json.dumps({"method": INTERVAL_METHOD, **values, "noise": noise, "profiles": profiles}))

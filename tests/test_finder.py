@@ -263,6 +263,19 @@ def test_observation_residuals_count_each_extra_and_known_value():
     assert moved[-1] == pytest.approx(1.0 / NOISE["temp"])
 
 
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_the_inversion_holds_known_values_to_the_profile_s_sds_as_the_bound_does(name):
+    # one sd per profile for the finder, the reading's reach and the bound of chapter 9c
+    # (`what_to_measure.whitened_jacobian` reads the profile)
+    obs = _observe_with(OFF_GRID, time=OFF_GRID["time"], temp=OFF_GRID["temp"])
+    profile = PROFILES[name]
+    noise = measurement_noise(obs, profile)
+    assert (noise["temp"], noise["time"]) == (profile.known_temp, profile.known_time)
+    r = residuals({**OFF_GRID, "temp": OFF_GRID["temp"] + 1.0, "time": OFF_GRID["time"] + 10.0}, obs, noise,
+                  shift=0.0)
+    assert r[-2:] == pytest.approx([10.0 / profile.known_time, 1.0 / profile.known_temp])
+
+
 @pytest.mark.slow
 def test_a_known_temperature_at_the_truth_pins_the_other_three(noise_free):
     obs = _observe_with(OFF_GRID, temp=OFF_GRID["temp"])
@@ -343,11 +356,12 @@ def test_impossible_known_values_are_refused_with_the_reason():
              ({"branching": 150.0}, "mol %"), ({"time": 7200.0}, "outside the trained domain"),
              ({"time": float("nan")}, "finite"), ({"cAIBN_time": -1e-3}, "positive"),
              ({"time": -5.0}, "negative"),
-             # outside the domain by more than 3 sd of the reading (typical and ideal: 0.5 °C, 5 s)
+             # outside the domain by more than 3 sd of the reading (typical: 0.5 °C, 5 s; ideal: 0.1 °C, 1 s)
              ({"temp": 81.6, "noise": "typical"}, "by more than 3 times its reading's sd"),
              ({"temp": 58.4, "noise": "typical"}, "outside the trained domain"),
              ({"time": 3616.0, "noise": "typical"}, "outside the trained domain"),
-             ({"temp": 81.6}, "outside the trained domain")]
+             ({"temp": 80.4}, r"outside the trained domain.*\(0\.1 °C, noise profile 'ideal'\)"),
+             ({"time": 3604.0}, r"\(1 s, noise profile 'ideal'\)")]
     for given, words in cases:
         with pytest.raises(InputError, match=words):
             check_known(**given)
@@ -363,14 +377,15 @@ def test_a_known_value_read_just_outside_the_domain_is_taken_with_a_warning():
     assert "temp = 80.8 °C lies 0.8 °C outside the trained domain (60-80 °C)" in warned[0]
     assert "time = 3612 s lies 12 s outside" in warned[1] and "'typical'" in warned[1]
     assert len(check_known(temp=59.0, noise="poor")) == 1  # poor: 2 °C
+    assert "within 3 times its reading's sd (0.1 °C" in check_known(temp=80.2)[0]  # ideal: 0.1 °C
 
 
 @pytest.mark.slow
 def test_the_finder_takes_a_temperature_read_just_above_the_domain_and_keeps_the_recipe_inside():
     truth = {**OFF_GRID, "temp": 80.0}
-    obs = _observe_with(truth, temp=80.0 + 2 * NOISE["temp"])  # a run at 80 °C read 2 sd (1 °C) high
-    found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, temp=obs.temp)
-    assert any("temp = 81 °C lies 1 °C outside the trained domain" in m for m in found["warnings"])
+    obs = _observe_with(truth, temp=80.0 + 2 * NOISE["temp"])  # a run at 80 °C read 2 sd (0.2 °C) high
+    found = find_recipe(obs.mmd, obs.cBA_time, obs.Mn, obs.Mw, temp=obs.temp)  # noise 'ideal', as NOISE
+    assert any("temp = 80.2 °C lies 0.2 °C outside the trained domain" in m for m in found["warnings"])
     assert found["recipe"]["temp"] <= 80.0 and found["posterior"]["mean"]["temp"] <= 80.0
     for name, (lo, hi) in found["interval"].items():
         assert lo <= truth[name] <= hi, (name, lo, hi)
