@@ -12,7 +12,8 @@ calibrated).  Larger than the book's check (chapter 10): `python benchmarks/cove
 
 With a directory as third argument, each set's rows and raw inversions are kept there (pickled with the
 inversion's settings and the workbook's checksum) and read back on the next run with the same rows,
-profile, settings and workbook: a recalibration's effect on these rows (`make calibrate`) is then computed without inverting again.
+profile, settings and workbook: a recalibration's effect on these rows (`make calibrate`) is then
+computed without inverting again.
 `python benchmarks/coverage.py [rows] [profile] [directory]`.
 """
 
