@@ -411,8 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--caibn-time", type=float, default=None, help="residual AIBN, mol/L (HPLC, NMR)")
     p.add_argument("--branching", type=float, default=None,
                    help="branching density, mol %% (branch points per 100 monomer units; 13C NMR)")
-    p.add_argument("--time", type=float, default=None, help="known reaction time, s")
-    p.add_argument("--temp", type=float, default=None, help="known reaction temperature, °C")
+    sds = {name: (f"{q.known_time:g} s", f"{q.known_temp:g} °C") for name, q in PROFILES.items()}
+    p.add_argument("--time", type=float, default=None,
+                   help="known reaction time, s (held to the profile's sd: "
+                        + ", ".join(f"{n} {sd[0]}" for n, sd in sds.items()) + ")")
+    p.add_argument("--temp", type=float, default=None,
+                   help="known reaction temperature, °C (held to the profile's sd: "
+                        + ", ".join(f"{n} {sd[1]}" for n, sd in sds.items()) + ")")
     p.add_argument("--noise", choices=list(PROFILES), default="typical",
                    help="how your data were measured (chapter 9b): typical (default), poor, or ideal "
                         "(simulator quality)")

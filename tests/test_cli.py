@@ -120,3 +120,16 @@ def test_invert_json_lists_the_warnings_raised_during_the_call(monkeypatch, caps
     doc = json.loads(capsys.readouterr().out)
     assert doc["warnings"] == ["interval_calibration.json was calibrated with other inversion settings",
                                "the finder's own"]
+
+
+def test_invert_help_states_the_sd_each_profile_holds_a_known_value_to(capsys):
+    from analysis.cli import main
+    from analysis.inversion import known_sds
+    from analysis.measurement import PROFILES
+
+    with pytest.raises(SystemExit):
+        main(["invert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    for name, profile in PROFILES.items():  # the sds the inversion takes (`known_sds`)
+        sd = known_sds(profile)
+        assert f"{name} {sd['time']:g} s" in text and f"{name} {sd['temp']:g} °C" in text
