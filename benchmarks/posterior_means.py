@@ -14,7 +14,12 @@ interpolated at the drawn temperature), a share DEFENSIVE of the draws spread ev
 Printed per target: R² (on the design's variance, as the gap benchmark) of the bound, of the inversion's
 mean and of the sampler's mean, the sampler's gain over the inversion (paired, with its standard error),
 its Monte Carlo error as a share of the target's variance (the self-normalised estimator's delta-method
-variance, averaged over rows), and the effective sample sizes.
+variance, averaged over rows), and the effective sample sizes; the posterior's own variance (what it
+claims, as R²) and how far it lies below the bound's per row; per temperature level of the truths, the
+sampler's shortfall below the bound and its own variance's, and the shortfall with its standard error for
+the truths within FACE of the temperature range's ends and for the rest.  With `source` = gauss the same
+rows' polymer is drawn from the bound's own model (`gaussian_rows`) before the same instrument; with
+`save` a path, the per-row results go to an .npz file.
 
 Measured (`typical`, composite, 1000 draws per row, about 13 minutes on two cores): on the 392 rows the
 sampler's means gain 0.002 / 0.019 / 0.011 / 0.013 of R² over the inversion's (cBA_0, cAIBN_0, temp, time;
@@ -25,6 +30,16 @@ shortfall is between the exact posterior and the bound.  With the residual initi
 (composite,cAIBN_time; effective sample size median 338) the sampler's temperature is worse than the
 inversion's by 0.013 +- 0.004 and short of the bound by 0.088 +- 0.029; the other three targets lie
 within 0.015 of both.
+Where is the shortfall?  At the ends of the temperature range.  For the 167 truths within 3 °C of 60 or
+80 °C (composite) the sampler falls short of the bound by 0.233 +- 0.071 (cAIBN_0) and 0.211 +- 0.054
+(temp); for the other 225 by -0.028 +- 0.035 and -0.006 +- 0.023, i.e. it reaches the bound.  Not in the
+simulator's scatter: with `source` = gauss the shortfall is the same (0.104 +- 0.039, 0.091 +- 0.027;
+composite,cAIBN_time: temp 0.065 +- 0.027).  Nor in what the finder's misfit leaves out
+(`benchmarks/bound_noise.py`).  The posterior's own variance is smaller than the bound's on average
+(composite: R² 0.515 / 0.614 on cAIBN_0 / temp against the bound's 0.408 / 0.487), smallest at the faces,
+where the posterior is cut by the box while its mean still misses the truth.
+With the residual initiator (composite,cAIBN_time) the temperature's shortfall grows towards the hot end
+(75, 78, 80 °C: 0.19, 0.40, 0.10): 0.139 +- 0.061 within 3 °C of the ends, 0.050 +- 0.023 elsewhere.
 On the 62 rows of `rows` = 64 the sampler's R² (0.996 / 0.421 / 0.506 / 0.874) agrees with one Metropolis
 chain of 20 000 steps per row (0.995 / 0.419 / 0.524 / 0.880) at a twentieth of its runs.
 
@@ -34,7 +49,7 @@ sampler (their mean and their gain; their difference is their Monte Carlo error)
 one chain of 5000 steps per row gave means *worse* than the inversion's on the 392 rows (cAIBN_0 R² 0.21
 against 0.31) while its batch-means error claimed 0.006; on 62 rows one chain of 20 000 steps gained
 0.04 ± 0.03 (cAIBN_0), 0.02 ± 0.02 (temp), 0.04 ± 0.03 (time) over the inversion (about 2.5 ms a step).
-`python benchmarks/posterior_means.py [rows] [profile] [observe] [samples] [steps]`.
+`python benchmarks/posterior_means.py [rows] [profile] [observe] [samples] [steps] [kmc|gauss] [save.npz]`.
 """
 
 from __future__ import annotations
@@ -43,22 +58,25 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 from reference_posterior import log_posterior, metropolis_chain
 from scipy.stats import multivariate_t
 
 from analysis.dataset import load_dataset
-from analysis.design import TARGETS, from_unit, target_to_unit
-from analysis.identifiability import design_jacobians, noise_model
+from analysis.design import BOX, EXTRA_FEATURES, TARGETS, from_unit, target_to_unit
+from analysis.identifiability import EXTENDED, design_jacobians, noise_model
 from analysis.inversion import FREE, J_PROFILE, PROFILE_TARGET, Posterior, measurement_noise, nuisances
 from analysis.measurement import PROFILES
+from analysis.mmd import MMD_COLUMNS
 from analysis.roundtrip import invert_row, observation_of
-from analysis.what_to_measure import bound_at, measured_sample
+from analysis.what_to_measure import bound_at, measured_frame, measured_sample
 from analysis.workers import parallel_map
 
 STARTS = (0.1, 0.9)  # temperature quantiles of the inversion's posterior where the two chains start
 DF = 5.0  # the proposal's Student-t degrees of freedom
 SCALE = 1.5  # the proposal's widening of each piece's Laplace covariance (in sd)
 DEFENSIVE = 0.2  # share of the draws spread evenly over the pieces, whatever their weight
+FACE = 3.0  # °C: truths this close to the temperature range's ends are summed apart
 
 
 def _line(post: Posterior, branch: int, temp: np.ndarray) -> np.ndarray:
@@ -116,7 +134,8 @@ def _row(job: tuple) -> dict:
     values = from_unit(x[:, : len(TARGETS)])
     mean = w @ values
     out = {"index": idx, "inversion": np.array([result.mean[t] for t in TARGETS]), "sampler": mean,
-           "is_var": (w**2) @ (values - mean) ** 2, "ess": 1.0 / (w**2).sum(), "inflation": result.inflation}
+           "is_var": (w**2) @ (values - mean) ** 2, "post_var": w @ (values - mean) ** 2,
+           "ess": 1.0 / (w**2).sum(), "inflation": result.inflation}
     if steps:
         k = int(np.argmax(post.weights))
         n = nuisances(noise)
@@ -132,13 +151,38 @@ def _row(job: tuple) -> dict:
     return out
 
 
+def gaussian_rows(data: pd.DataFrame, jacobians, sigma: np.ndarray, rows: pd.DataFrame, seed: int = 12
+                  ) -> pd.DataFrame:
+    """The rows with their simulated observables replaced by the bound's model of them: the deterministic
+    engine's values plus independent Gaussian noise of the kMC scatter's sd (`noise_model`; the MMD
+    clipped at zero, as a trace is; the scalars log-normal).  Rows without deterministic values (at the
+    90 % stop, no bound there) keep the kMC's."""
+    rng = np.random.default_rng(seed)
+    n = len(MMD_COLUMNS)
+    at = data.index.get_indexer(rows.index)
+    det, sd = jacobians.observed[at], sigma[at]
+    ok = np.isfinite(det[:, : n + len(EXTRA_FEATURES)]).all(axis=1) & np.isfinite(sd[:, :n]).all(axis=1)
+    out = rows.copy()
+    drawn = np.maximum(det[:, :n] + sd[:, :n] * rng.standard_normal((len(at), n)), 0.0)
+    out.loc[ok, MMD_COLUMNS] = drawn[ok]
+    for j, name in enumerate((EXTRA_FEATURES + EXTENDED)[: det.shape[1] - n]):
+        if name in out:
+            value = np.exp(det[:, n + j] + np.nan_to_num(sd[:, n + j]) * rng.standard_normal(len(at)))
+            out.loc[ok & np.isfinite(value), name] = value[ok & np.isfinite(value)]
+    return out
+
+
 def main(n: int = 64, noise: str = "typical", observe: str = "composite", samples: int = 2000,
-         steps: int = 0) -> None:
+         steps: int = 0, source: str = "kmc", save: str | None = None) -> None:
     tic = time.perf_counter()
     data = load_dataset(observables=True)
     jacobians = design_jacobians(data, extended=True)
     sigma = noise_model(data, jacobians)
     rows, measured = measured_sample(data, noise, n, 11, observe, "check")
+    if source == "gauss":  # the same rows and measurement, the polymer drawn from the bound's model
+        measured = measured_frame(gaussian_rows(data, jacobians, sigma, rows), noise, observe, 11)
+    elif source != "kmc":
+        raise ValueError(f"source is kmc or gauss, got {source}")
     chosen, bound, variance = bound_at(data, jacobians, sigma, noise, observe, rows.index)
     jobs = [(idx, measured.loc[idx], noise, samples, steps) for idx in chosen]
     out = {r["index"]: r for r in parallel_map(_row, jobs, None)}
@@ -146,7 +190,7 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
     inv = np.array([out[i]["inversion"] for i in chosen])
     e_inv = (inv - truth) ** 2
     ess = np.array([out[i]["ess"] for i in chosen])
-    print(f"{noise}, {observe}: {len(chosen)} rows, {samples} importance draws per row"
+    print(f"{noise}, {observe}, polymer from {source}: {len(chosen)} rows, {samples} importance draws per row"
           f"{f', two chains of {steps} steps' if steps else ''} (inflation > 1 in "
           f"{np.mean([out[i]['inflation'] > 1 for i in chosen]):.0%} of the rows); effective sample size "
           f"median {np.median(ess):.0f}, 10 % quantile {np.quantile(ess, 0.1):.0f}, below 50 in "
@@ -166,8 +210,30 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
                   ("  its se", short.std(axis=0, ddof=1) / np.sqrt(len(short))),
                   (f"{name}: MC error", np.array([out[i][error] for i in chosen]).mean(axis=0) / variance),
                   (f"{name}: |- inv| rms/sd", np.sqrt(((est - inv) ** 2).mean(axis=0) / variance))]
+    own = np.array([out[i]["post_var"] for i in chosen])  # the posterior's own variance per row
+    wider = (own - bound) / variance  # per row: how much wider than the bound's straight valley
+    lines += [("sampler: own variance", 1 - own.mean(axis=0) / variance),
+              ("own below bound", wider.mean(axis=0)),
+              ("  its se", wider.std(axis=0, ddof=1) / np.sqrt(len(wider)))]
     for label, values in lines:
         print(f"{label:22s}" + "".join(f"{v:9.3f}" for v in values))
+    short = ((np.array([out[i]["sampler"] for i in chosen]) - truth) ** 2 - bound) / variance
+    temps = truth[:, 2]
+    print("per temperature of the truth, the sampler's mean below the bound | its own variance below it")
+    for level in np.unique(temps):  # where along the temperature the posterior falls short of the bound
+        at = temps == level
+        print(f"{level:4.1f} °C ({at.sum():3d} rows): "
+              + " ".join(f"{v:7.3f}" for v in short[at].mean(axis=0)) + " | "
+              + " ".join(f"{v:7.3f}" for v in wider[at].mean(axis=0)))
+    lo, hi = BOX["temp"]
+    near = np.minimum(temps - lo, hi - temps) <= FACE  # truths near the temperature range's faces
+    for label, at in ((f"within {FACE:g} °C of {lo:g} or {hi:g} °C", near), ("the rest", ~near)):
+        se = short[at].std(axis=0, ddof=1) / np.sqrt(at.sum())
+        print(f"{label} ({at.sum()} rows): below the bound "
+              + "  ".join(f"{t} {m:.3f} ± {e:.3f}" for t, m, e in zip(TARGETS, short[at].mean(axis=0), se)))
+    if save:
+        np.savez(save, index=np.asarray(chosen), truth=truth, bound=bound, variance=variance, inversion=inv,
+                 sampler=np.array([out[i]["sampler"] for i in chosen]), own=own, ess=ess)
     print(f"total {time.perf_counter() - tic:.0f} s")
 
 
@@ -175,4 +241,5 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     main(int(args[0]) if args else 64, args[1] if len(args) > 1 else "typical",
          args[2] if len(args) > 2 else "composite", int(args[3]) if len(args) > 3 else 2000,
-         int(args[4]) if len(args) > 4 else 0)
+         int(args[4]) if len(args) > 4 else 0, args[5] if len(args) > 5 else "kmc",
+         args[6] if len(args) > 6 else None)
