@@ -39,7 +39,7 @@ def _cells(rates, n: int) -> str:
     return "  ".join(f"{t} {100 * r:5.1f} ± {100 * np.sqrt(r * (1 - r) / n):.1f}" for t, r in rates.items())
 
 
-def inverted(frame, noise: str, n: int, observe: str, store: str | None) -> tuple:
+def inverted(frame: pd.DataFrame, noise: str, n: int, observe: str, store: str | None) -> tuple:
     """The rows and their raw inversions: from `store` if they were kept there with the code's inversion
     settings, else computed (and kept, with a store)."""
     now = {"inversion": settings(), "data": file_sha256(dataset_path(None))}

@@ -211,7 +211,7 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
                   (f"{name}: MC error", np.array([out[i][error] for i in chosen]).mean(axis=0) / variance),
                   (f"{name}: |- inv| rms/sd", np.sqrt(((est - inv) ** 2).mean(axis=0) / variance))]
     own = np.array([out[i]["post_var"] for i in chosen])  # the posterior's own variance per row
-    wider = (own - bound) / variance  # per row: how much wider than the bound's straight valley
+    wider = (own - bound) / variance  # per row: own variance less the bound's (< 0: the posterior narrower)
     lines += [("sampler: own variance", 1 - own.mean(axis=0) / variance),
               ("own below bound", wider.mean(axis=0)),
               ("  its se", wider.std(axis=0, ddof=1) / np.sqrt(len(wider)))]
