@@ -8,11 +8,15 @@ With a Dask scheduler's address the same work goes to that cluster's workers ins
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
 
 from joblib import Parallel, delayed
 
 SCHEDULER_TIMEOUT = 20.0  # s to wait for a Dask scheduler to answer
+# loky replaces a worker whose memory grew by more than 300 MB (the inversion's caches do) between two
+# tasks, and says so as "... can be caused by ... a memory leak": expected here, and no task is lost
+WORKER_RESTART = "A worker stopped while some jobs were given to the executor"
 
 
 def n_jobs() -> int:
@@ -39,12 +43,14 @@ def parallel_map(fn: Callable, items: Iterable, jobs: int | None = None, progres
             bar.update()
     else:
         # one core per worker: their BLAS/OpenMP threads are limited to one (loky's default here)
-        results = Parallel(n_jobs=jobs, backend="loky", batch_size=1,
-                           return_as="generator" if ordered else "generator_unordered")(
-            delayed(fn)(item) for item in items)
-        for result in results:
-            out.append(result)
-            bar.update()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=WORKER_RESTART, category=UserWarning)
+            results = Parallel(n_jobs=jobs, backend="loky", batch_size=1,
+                               return_as="generator" if ordered else "generator_unordered")(
+                delayed(fn)(item) for item in items)
+            for result in results:
+                out.append(result)
+                bar.update()
     bar.close()
     return out
 
