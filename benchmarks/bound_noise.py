@@ -49,41 +49,35 @@ def main(n: int = 400, noise: str = "typical", observe: str = "composite") -> No
               "data's doubled": np.where(mmd, 2 * sigma, sigma)}
     print(f"{noise}, {observe}: linearised bound, R² per target, by the MMD's per-point noise")
     print(f"{'':26s}" + "".join(f"{t:>9s}" for t in TARGETS) + "     rows")
-    for label, s in models.items():
-        chosen, bound, variance = bound_at(data, jacobians, s, noise, observe, rows.index)
-        r2 = 1 - bound.mean(axis=0) / variance
-        print(f"{label:26s}" + "".join(f"{v:9.3f}" for v in r2) + f"{len(chosen):9d}")
     plain = wtm.trace_covariance
-    for factor in (1.0, 10.0, 100.0):  # the finder's model-error floor, and ten and a hundred times it
-        floor = factor * MODEL_FLOOR * PROFILES[noise].detector_baseline
 
-        def floored(op, s, floor=floor):  # as `inversion.measurement_noise` adds it, at the trace's peak
-            return plain(op, s) + (floor * op.trace.max()) ** 2 * np.eye(len(op.trace))
-
-        wtm.trace_covariance = floored
+    def row(label: str, s: np.ndarray, covariance=plain) -> None:
+        """The bound with per-point noise `s` and the trace's covariance from `covariance`."""
+        wtm.trace_covariance = covariance
         try:
-            s = models[f"finder's {NOISE['mmd']:g}"]
             chosen, bound, variance = bound_at(data, jacobians, s, noise, observe, rows.index)
         finally:
             wtm.trace_covariance = plain
         r2 = 1 - bound.mean(axis=0) / variance
-        label = f"finder's + floor x {factor:g}"
         print(f"{label:26s}" + "".join(f"{v:9.3f}" for v in r2) + f"{len(chosen):9d}")
+
+    for label, s in models.items():
+        row(label, s)
     baseline = PROFILES[noise].detector_baseline
+    for factor in (1.0, 10.0, 100.0):  # the finder's model-error floor, and ten and a hundred times it
+        floor = factor * MODEL_FLOOR * baseline
+
+        def floored(op, s, floor=floor):  # as `inversion.measurement_noise` adds it, at the trace's peak
+            return plain(op, s) + (floor * op.trace.max()) ** 2 * np.eye(len(op.trace))
+
+        row(f"finder's + floor x {factor:g}", models[f"finder's {NOISE['mmd']:g}"], floored)
     for k in (1.0, 2.0):  # points whose noise-free trace lies below k baseline sds left out (as censored)
 
         def censored(op, s, k=k):
             low = op.trace < k * baseline * op.trace.max()
             return plain(op, s) + np.diag(np.where(low, 1e2, 0.0))  # sd 10: out
 
-        wtm.trace_covariance = censored
-        try:
-            chosen, bound, variance = bound_at(data, jacobians, sigma, noise, observe, rows.index)
-        finally:
-            wtm.trace_covariance = plain
-        r2 = 1 - bound.mean(axis=0) / variance
-        label = f"data's, below {k:g} sd out"
-        print(f"{label:26s}" + "".join(f"{v:9.3f}" for v in r2) + f"{len(chosen):9d}")
+        row(f"data's, below {k:g} sd out", sigma, censored)
     print(f"total {time.perf_counter() - tic:.0f} s")
 
 

@@ -39,10 +39,9 @@ def _cells(rates, n: int) -> str:
     return "  ".join(f"{t} {100 * r:5.1f} ± {100 * np.sqrt(r * (1 - r) / n):.1f}" for t, r in rates.items())
 
 
-def inverted(frame: pd.DataFrame, noise: str, n: int, observe: str, store: str | None) -> tuple:
-    """The rows and their raw inversions: from `store` if they were kept there with the code's inversion
-    settings, else computed (and kept, with a store)."""
-    now = {"inversion": settings(), "data": file_sha256(dataset_path(None))}
+def inverted(frame: pd.DataFrame, noise: str, n: int, observe: str, store: str | None, now: dict) -> tuple:
+    """The rows and their raw inversions: from `store` if they were kept there with the same inversion
+    settings and workbook (`now`), else computed (and kept, with a store)."""
     path = None if store is None else Path(store) / f"{noise}_{observe}_{n}rows_seed11.pkl"
     if path is not None and path.exists():
         kept = pd.read_pickle(path)
@@ -63,9 +62,10 @@ def main(n: int = 80, noise: str = "typical", store: str | None = None) -> None:
     print(f"{n} rows per set: exactly calibrated 90 % intervals give a share in 85-95 % with probability "
           f"{share_in_band(n):.3f}, i.e. {cells * share_in_band(n):.1f} of the {cells} cells expected inside "
           f"(fewer if the rows' misses are correlated across sets)", flush=True)
+    now = {"inversion": settings(), "data": file_sha256(dataset_path(None))} if store else {}
     for observe in CALIBRATED_SETS:
         tic = time.perf_counter()
-        rows, raw = inverted(frame, noise, n, observe, store)
+        rows, raw = inverted(frame, noise, n, observe, store, now)
         calibrated = calibrated_table(raw, noise)
         means = raw[[f"{t} mean" for t in TARGETS]].to_numpy(float)
         r2 = metrics(rows[TARGETS].to_numpy(float), means)["r2"]

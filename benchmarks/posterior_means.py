@@ -217,7 +217,8 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
               ("  its se", wider.std(axis=0, ddof=1) / np.sqrt(len(wider)))]
     for label, values in lines:
         print(f"{label:22s}" + "".join(f"{v:9.3f}" for v in values))
-    short = ((np.array([out[i]["sampler"] for i in chosen]) - truth) ** 2 - bound) / variance
+    sampler = np.array([out[i]["sampler"] for i in chosen])
+    short = ((sampler - truth) ** 2 - bound) / variance
     temps = truth[:, 2]
     print("per temperature of the truth, the sampler's mean below the bound | its own variance below it")
     for level in np.unique(temps):  # where along the temperature the posterior falls short of the bound
@@ -233,7 +234,7 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
               + "  ".join(f"{t} {m:.3f} ± {e:.3f}" for t, m, e in zip(TARGETS, short[at].mean(axis=0), se)))
     if save:
         np.savez(save, index=np.asarray(chosen), truth=truth, bound=bound, variance=variance, inversion=inv,
-                 sampler=np.array([out[i]["sampler"] for i in chosen]), own=own, ess=ess)
+                 sampler=sampler, own=own, ess=ess)
     print(f"total {time.perf_counter() - tic:.0f} s")
 
 
