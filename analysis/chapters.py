@@ -23,9 +23,10 @@ KEY_FILE = "polyinverse-key"
 
 
 def source_key() -> str:
-    """SHA-256 over the package, the data and the pinned requirements (names and contents)."""
+    """SHA-256 over the package, the data and the pinned requirements (names and contents); the finder's
+    stored models are left out (fitted from the data, written by `invert` calls, checked when read)."""
     digest = hashlib.sha256()
-    data = [p for p in (ROOT / "data").rglob("*") if p.is_file()]
+    data = [p for p in (ROOT / "data").rglob("*") if p.is_file() and not p.name.startswith("finder_models")]
     files = sorted([*(ROOT / "analysis").glob("*.py"), *data, ROOT / "requirements.txt"])
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode())

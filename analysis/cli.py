@@ -236,7 +236,7 @@ def _invert(args: argparse.Namespace) -> int:
 
     from threadpoolctl import threadpool_limits
 
-    from .finder import check_extras, check_known, find_recipe
+    from .finder import STORE, check_extras, check_known, find_recipe, is_stored, profile_store
     from .sec_file import read_sec_file
 
     if args.plot:
@@ -249,6 +249,10 @@ def _invert(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
         warnings.simplefilter("always")
         w = read_sec_file(args.mmd, signal=args.signal, notes=notes)
+        if not is_stored(noise=args.noise):
+            print(f"no stored finder models for the {args.noise!r} profile: this call fits them (about a "
+                  f"minute and a half, once) and stores them in {profile_store(STORE, args.noise)}; the next "
+                  "calls read them", file=sys.stderr)
         result = find_recipe(w, args.cba_time, args.mn, args.mw, cAIBN_time=args.caibn_time,
                              branching=args.branching, time=args.time, temp=args.temp, noise=args.noise)
     if PROFILES[args.noise].instrument:

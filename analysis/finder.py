@@ -5,12 +5,12 @@ The machine-learning part is trained per measurement profile: for `typical` and 
 rows passed through that profile's instruments (`measurement.measured_rows`, one fixed draw), so that its
 intervals and its domain check belong to traces measured that way, not to the simulator's own.
 
-What a call needs from the workbook (the fitted models and the training domains) can be fitted once and
+What a call needs from the workbook (the fitted models and the training domains) is fitted once and
 stored in `data/finder_models.pickle.gz` with the workbook's checksums and the library versions
-(`make finder`; one file per profile, about 18 MB each, so not committed; a gzip-compressed pickle, read
-in a fifth of a second, where joblib's reader took two): then a call reads no workbook, fits no model and
-loads only its profile's file.
-Without it, for another workbook, or for a profile the store lacks, the models are fitted in the call
+(`make finder` for every profile, or the first call of a profile for that profile; one file per profile,
+about 18 MB each, so not committed; a gzip-compressed pickle, read in a fifth of a second, where joblib's
+reader took two): then a call reads no workbook, fits no model and loads only its profile's file.
+For a workbook given explicitly (not the one in use by default) the models are fitted in every call
 (cached on disk when $POLYINVERSE_CACHE is set).
 """
 
@@ -178,25 +178,34 @@ def write_finder_models(out: Path | str = STORE, data: Path | str | None = None)
     return fitted
 
 
-def _warn_refit(reason: str, data: Path) -> None:
+def _warn_refit(reason: str, data: Path, keep: bool) -> None:
     """Warn that a store does not serve (`reason`) and the models are fitted in the call instead."""
-    warnings.warn(f"{reason}; fitting the finder's models for {data.name} (minutes; `make finder` stores "
-                  "them)", StaleFinderModels, stacklevel=3)
+    then = "stored for the next calls" if keep else "`make finder` stores them"
+    warnings.warn(f"{reason}; fitting the finder's models for {data.name} (minutes; {then})",
+                  StaleFinderModels, stacklevel=3)
+
+
+def is_stored(store: Path | str = STORE, noise: str = "ideal") -> bool:
+    """Whether a file of the profile's stored models exists (whether it serves is checked on loading)."""
+    return profile_store(store, noise).exists()
 
 
 def finder_models(data: Path | str | None = None, store: Path | str = STORE,
-                  noise: str = "ideal") -> FinderModels:
+                  noise: str = "ideal", keep: bool | None = None) -> FinderModels:
     """The stored finder models of profile `noise` (`profile_store`) when they belong to the workbook in
     use (same file, or the same study sheets) and to these library versions; otherwise fitted for it and
     that profile (cached on disk when a cache is set), with a warning naming the reason when a store
-    exists but does not serve."""
+    exists but does not serve.  Models fitted here are stored in the profile's file when `keep` (default:
+    for the workbook in use by default, `dataset.dataset_path()`), so that only the first call fits
+    them; a store that cannot be written is named in a warning."""
     path = dataset_path(data)
+    keep = path == dataset_path(None) if keep is None else keep
     store, part = Path(store), profile_store(store, noise)
     if part.exists():
         try:
             stored = load_store(part)
         except Exception as error:  # noqa: BLE001 (any unreadable file: an older format, a truncated copy)
-            _warn_refit(f"{part.name} could not be read ({type(error).__name__}: {error})", path)
+            _warn_refit(f"{part.name} could not be read ({type(error).__name__}: {error})", path, keep)
         else:
             same_versions = stored.versions == _versions()
             same_data = stored.data_sha256 == file_sha256(path) or stored.study_sha256 == study_sha256(path)
@@ -204,11 +213,19 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE,
                 return stored
             why = ("another workbook" if not same_data else f"other library versions ({stored.versions})"
                    if not same_versions else f"profiles {sorted(stored.profiles)}, not {noise!r}")
-            _warn_refit(f"{part.name} was fitted on {why}", path)
+            _warn_refit(f"{part.name} was fitted on {why}", path, keep)
     elif store.exists():
-        _warn_refit(f"{store.name} has no models for the {noise!r} profile ({part.name} is missing)", path)
+        _warn_refit(f"{store.name} has no models for the {noise!r} profile ({part.name} is missing)", path,
+                    keep)
     key = file_sha256(path).encode() + noise.encode()
-    return cached("finder_models", key, lambda: fit_finder_models(path, (noise,)))
+    fitted = cached("finder_models", key, lambda: fit_finder_models(path, (noise,)))
+    if keep:
+        try:
+            save_store(fitted, part)
+        except OSError as error:
+            warnings.warn(f"the finder's models could not be stored in {part} ({error}); every call fits "
+                          "them again", StaleFinderModels, stacklevel=2)
+    return fitted
 
 
 def ml_prediction(model: BoostedModel, row: pd.DataFrame) -> tuple[dict, dict]:

@@ -67,3 +67,19 @@ def test_cells_that_make_test_skips_feed_no_cell_it_runs(chapter):
             read = sorted((loaded - stored) & from_skipped)  # a name bound in the cell is its own
             assert not read, f"{chapter}: a cell that make test runs reads {read}, set by a skipped cell"
             from_skipped -= stored
+
+
+def test_the_execution_cache_key_follows_the_data_but_not_the_finders_stored_models(tmp_path, monkeypatch):
+    """`make book` reruns the chapters when data/ changes; an `invert` call storing the finder's models
+    there (fitted from the data, checked when read) must not make it rerun them."""
+    from analysis import chapters
+
+    for name in ("analysis/a.py", "data/hyperparameters.json", "requirements.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(name)
+    monkeypatch.setattr(chapters, "ROOT", tmp_path)
+    key = chapters.source_key()
+    (tmp_path / "data" / "finder_models.typical.pickle.gz").write_bytes(b"models")
+    assert chapters.source_key() == key
+    (tmp_path / "data" / "hyperparameters.json").write_text("{}")
+    assert chapters.source_key() != key

@@ -448,6 +448,47 @@ def test_stored_finder_models_are_used_only_for_their_workbook(tmp_path, small_w
         assert len(caught) == 1 and len(fits) == n_fits + 1
 
 
+def test_models_fitted_for_the_workbook_in_use_are_stored_for_the_next_call(tmp_path, small_workbook,
+                                                                            monkeypatch):
+    """Without a store, the first call of a profile fits its models and stores them (only for the workbook
+    in use by default); the next call reads them; a store that cannot be written is named."""
+    import shutil
+
+    from analysis import finder
+    from analysis.dataset import file_sha256, study_sha256
+
+    monkeypatch.delenv("POLYINVERSE_CACHE", raising=False)  # every fit counted, none read from a cache
+    monkeypatch.setenv("POLYINVERSE_DATA", str(small_workbook))  # the workbook in use by default
+    fits = []
+
+    def fit(path, profiles):
+        fits.append((Path(path).name, profiles))
+        return finder.FinderModels({}, {p: pd.DataFrame({"Mn": [1.0]}) for p in profiles}, {},
+                                   file_sha256(path), study_sha256(path), finder._versions())
+
+    monkeypatch.setattr(finder, "fit_finder_models", fit)
+    store = tmp_path / "models.pickle.gz"
+    assert not finder.is_stored(store, "typical")
+    assert finder.finder_models(store=store, noise="typical").profiles == {"typical"}
+    assert finder.is_stored(store, "typical") and not finder.is_stored(store, "ideal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert finder.finder_models(store=store, noise="typical").profiles == {"typical"}
+    assert fits == [("small.xlsx", ("typical",))]  # read back, not fitted again
+    # a workbook given explicitly (not the one in use by default) is fitted in every call, not stored
+    copy = tmp_path / "copy.xlsx"
+    shutil.copy(small_workbook, copy)
+    elsewhere = tmp_path / "elsewhere.pickle.gz"
+    for _ in range(2):
+        finder.finder_models(copy, elsewhere, noise="typical")
+    assert not finder.is_stored(elsewhere, "typical") and len(fits) == 3
+    # a store that cannot be written (its directory is a file): named, and the fitted models returned
+    (tmp_path / "a_file").write_text("")
+    with pytest.warns(finder.StaleFinderModels, match="could not be stored"):
+        fitted = finder.finder_models(store=tmp_path / "a_file" / "m.pickle.gz", noise="poor")
+    assert fitted.profiles == {"poor"}
+
+
 def test_a_stored_profile_reads_back_as_it_was_written(tmp_path):
     from analysis import finder
 
