@@ -89,7 +89,8 @@ def ml_model(frame: pd.DataFrame, features: str = "composite", seed: int = 42,
 
 
 class StaleFinderModels(UserWarning):
-    """Stored finder models fitted on another workbook or with other library versions."""
+    """Stored finder models that do not serve (fitted on another workbook or with other library versions,
+    unreadable), or that cannot be stored."""
 
 
 def _versions() -> dict[str, str]:
@@ -199,7 +200,7 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE,
     for the workbook in use by default, `dataset.dataset_path()`), so that only the first call fits
     them; a store that cannot be written is named in a warning."""
     path = dataset_path(data)
-    keep = path == dataset_path(None) if keep is None else keep
+    keep = path.resolve() == dataset_path(None).resolve() if keep is None else keep
     store, part = Path(store), profile_store(store, noise)
     if part.exists():
         try:
