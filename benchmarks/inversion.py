@@ -1,6 +1,7 @@
 """Speed of the physics-based inversion (the posterior along the valley), against the target of the
 recipe-finder issue (<= 2 s per MMD), and of one `invert` command end to end (target <= 5 s; with the
-stored finder models of `make finder`, else the models are fitted in the call).
+stored finder models of `make finder` or of an earlier call of the profile; else the call fits and
+stores them).
 
 Inverts 30 rows of the workbook drawn at random (seed 0), with the composite observables and with the
 MMD alone, from the domain's centre and one other start (a recipe of another row, so that the start is
@@ -34,19 +35,22 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 
 
 def command() -> None:
-    from analysis.finder import STORE
+    from analysis.finder import is_stored
 
     name, truth = next(iter(json.loads((EXAMPLES / "measured.json").read_text()).items()))
     args = [sys.executable, "-m", "analysis", "invert", "--mmd", str(EXAMPLES / name),  # default: typical
             "--cba-time", str(truth["cBA_time"]), "--mn", str(truth["Mn"]), "--mw", str(truth["Mw"]),
             "--json"]
-    tic = time.perf_counter()
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - tic
-    doc = json.loads(out.stdout)
-    print(f"invert command end to end: {seconds:.1f} s (target {TARGET_COMMAND} s, ratio "
-          f"{seconds / TARGET_COMMAND:.2f}); stored finder models: {'yes' if STORE.exists() else 'no'}; "
-          f"{doc['fit']['evaluations']} forward runs")
+    # without a store: the call that fits and stores the models, then the next one
+    for _ in range(1 if is_stored(noise="typical") else 2):
+        stored = is_stored(noise="typical")
+        tic = time.perf_counter()
+        out = subprocess.run(args, capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - tic
+        doc = json.loads(out.stdout)
+        print(f"invert command end to end: {seconds:.1f} s (target {TARGET_COMMAND} s, ratio "
+              f"{seconds / TARGET_COMMAND:.2f}); stored finder models before the call: "
+              f"{'yes' if stored else 'no'}; {doc['fit']['evaluations']} forward runs")
 
 
 def main(n: int = 30) -> None:
