@@ -40,6 +40,8 @@ composite,cAIBN_time: temp 0.065 +- 0.027).  Nor in what the finder's misfit lea
 where the posterior is cut by the box while its mean still misses the truth.
 With the residual initiator (composite,cAIBN_time) the temperature's shortfall grows towards the hot end
 (75, 78, 80 °C: 0.19, 0.40, 0.10): 0.139 +- 0.061 within 3 °C of the ends, 0.050 +- 0.023 elsewhere.
+For truths anywhere in the box, with observations from the finder's own likelihood, where the sampler's
+mean is the Bayes estimate, see `benchmarks/bayes_risk.py`.
 On the 62 rows of `rows` = 64 the sampler's R² (0.996 / 0.421 / 0.506 / 0.874) agrees with one Metropolis
 chain of 20 000 steps per row (0.995 / 0.419 / 0.524 / 0.880) at a twentieth of its runs.
 
