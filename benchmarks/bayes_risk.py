@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from posterior_means import FACE, importance_sample
+from posterior_means import FACE, importance_sample, near_face, shortfall_line
 
 from analysis.design import BOX, CENTRE, TARGETS, from_unit, to_unit
 from analysis.identifiability import valley_mse
@@ -170,15 +170,12 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
     for label, values in lines:
         print(f"{label:34s}" + "".join(f"{v:9.3f}" for v in 1 - values.mean(axis=0) / variance))
     short = (e - mc - bound) / variance  # per truth: the Bayes estimate's shortfall below the bound
-    temps = truth[:, TARGETS.index("temp")]
+    near = near_face(truth[:, TARGETS.index("temp")])
     lo, hi = BOX["temp"]
-    near = np.minimum(temps - lo, hi - temps) <= FACE
     print("the Bayes estimate below the bound, truths before the stop:")
     for label, at in (("all", before), (f"within {FACE:g} °C of {lo:g} or {hi:g} °C", before & near),
                       ("the rest", before & ~near), ("effective sample size >= 150", before & (ess >= 150))):
-        se = short[at].std(axis=0, ddof=1) / np.sqrt(at.sum())
-        print(f"  {label} ({at.sum()}): "
-              + "  ".join(f"{t} {m:.3f} ± {s:.3f}" for t, m, s in zip(TARGETS, short[at].mean(axis=0), se)))
+        print(shortfall_line(f"  {label}", short, at))
     if save:
         np.savez(save, truth=truth, sampler=sampler, inversion=inversion, e=e, mc=mc, bound=bound, ess=ess,
                  stopped=stopped)

@@ -81,6 +81,19 @@ DEFENSIVE = 0.2  # share of the draws spread evenly over the pieces, whatever th
 FACE = 3.0  # °C: truths this close to the temperature range's ends are summed apart
 
 
+def near_face(temps: np.ndarray) -> np.ndarray:
+    """Whether each temperature lies within FACE of the temperature range's ends."""
+    lo, hi = BOX["temp"]
+    return np.minimum(temps - lo, hi - temps) <= FACE
+
+
+def shortfall_line(label: str, short: np.ndarray, at: np.ndarray) -> str:
+    """The mean and standard error per target of the per-row shortfall `short` over the rows `at`."""
+    se = short[at].std(axis=0, ddof=1) / np.sqrt(at.sum())
+    return (f"{label} ({at.sum()}): "
+            + "  ".join(f"{t} {m:.3f} ± {e:.3f}" for t, m, e in zip(TARGETS, short[at].mean(axis=0), se)))
+
+
 def _line(post: Posterior, branch: int, temp: np.ndarray) -> np.ndarray:
     """The branch's valley at the temperatures `temp`: its points' free unit coordinates and nuisances,
     interpolated linearly (constant beyond its first and last point)."""
@@ -200,12 +213,14 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
     print(f"{'':22s}" + "".join(f"{t:>9s}" for t in TARGETS))
     lines = [("bound", 1 - bound.mean(axis=0) / variance),
              ("inversion's mean", 1 - e_inv.mean(axis=0) / variance)]
-    methods = (("sampler", "sampler", "is_var"), ("chains", "chain", "mc_var"))
-    for name, key, error in methods[: 2 if steps else 1]:
-        est = np.array([out[i][key] for i in chosen])
+    methods = (("sampler", "sampler", "is_var"), ("chains", "chain", "mc_var"))[: 2 if steps else 1]
+    means = {key: np.array([out[i][key] for i in chosen]) for _, key, _ in methods}
+    shorts = {key: ((est - truth) ** 2 - bound) / variance for key, est in means.items()}  # per row: below it
+    for name, key, error in methods:
+        est = means[key]
         e = (est - truth) ** 2
         gain = (e_inv - e) / variance  # per row: the R² gain over the inversion's
-        short = (e - bound) / variance  # per row: how far it falls short of the bound
+        short = shorts[key]
         lines += [(f"{name}: mean", 1 - e.mean(axis=0) / variance), (f"{name}: gain", gain.mean(axis=0)),
                   ("  its se", gain.std(axis=0, ddof=1) / np.sqrt(len(gain))),
                   (f"{name}: below bound", short.mean(axis=0)),
@@ -219,8 +234,7 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
               ("  its se", wider.std(axis=0, ddof=1) / np.sqrt(len(wider)))]
     for label, values in lines:
         print(f"{label:22s}" + "".join(f"{v:9.3f}" for v in values))
-    sampler = np.array([out[i]["sampler"] for i in chosen])
-    short = ((sampler - truth) ** 2 - bound) / variance
+    sampler, short = means["sampler"], shorts["sampler"]
     temps = truth[:, 2]
     print("per temperature of the truth, the sampler's mean below the bound | its own variance below it")
     for level in np.unique(temps):  # where along the temperature the posterior falls short of the bound
@@ -228,12 +242,10 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
         print(f"{level:4.1f} °C ({at.sum():3d} rows): "
               + " ".join(f"{v:7.3f}" for v in short[at].mean(axis=0)) + " | "
               + " ".join(f"{v:7.3f}" for v in wider[at].mean(axis=0)))
+    near = near_face(temps)  # truths near the temperature range's faces
     lo, hi = BOX["temp"]
-    near = np.minimum(temps - lo, hi - temps) <= FACE  # truths near the temperature range's faces
     for label, at in ((f"within {FACE:g} °C of {lo:g} or {hi:g} °C", near), ("the rest", ~near)):
-        se = short[at].std(axis=0, ddof=1) / np.sqrt(at.sum())
-        print(f"{label} ({at.sum()} rows): below the bound "
-              + "  ".join(f"{t} {m:.3f} ± {e:.3f}" for t, m, e in zip(TARGETS, short[at].mean(axis=0), se)))
+        print(shortfall_line(f"below the bound, {label}, rows", short, at))
     if save:
         np.savez(save, index=np.asarray(chosen), truth=truth, bound=bound, variance=variance, inversion=inv,
                  sampler=sampler, own=own, ess=ess)
