@@ -196,9 +196,10 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE,
     """The stored finder models of profile `noise` (`profile_store`) when they belong to the workbook in
     use (same file, or the same study sheets) and to these library versions; otherwise fitted for it and
     that profile (cached on disk when a cache is set), with a warning naming the reason when a store
-    exists but does not serve.  Models fitted here are stored in the profile's file when `keep` (default:
-    for the workbook in use by default, `dataset.dataset_path()`), so that only the first call fits
-    them; a store that cannot be written is named in a warning."""
+    exists but does not serve (a profile's missing file only when the models will not be stored).
+    Models fitted here are stored in the profile's file when `keep` (default: for the workbook in use
+    by default, `dataset.dataset_path()`), so that only the first call fits them; a store that cannot
+    be written is named in a warning."""
     path = dataset_path(data)
     keep = path.resolve() == dataset_path(None).resolve() if keep is None else keep
     store, part = Path(store), profile_store(store, noise)
@@ -215,7 +216,7 @@ def finder_models(data: Path | str | None = None, store: Path | str = STORE,
             why = ("another workbook" if not same_data else f"other library versions ({stored.versions})"
                    if not same_versions else f"profiles {sorted(stored.profiles)}, not {noise!r}")
             _warn_refit(f"{part.name} was fitted on {why}", path, keep)
-    elif store.exists():
+    elif store.exists() and not keep:  # kept: the profile's first call, which stores them (not a warning)
         _warn_refit(f"{store.name} has no models for the {noise!r} profile ({part.name} is missing)", path,
                     keep)
     key = file_sha256(path).encode() + noise.encode()

@@ -475,13 +475,23 @@ def test_models_fitted_for_the_workbook_in_use_are_stored_for_the_next_call(tmp_
         warnings.simplefilter("error")
         assert finder.finder_models(store=store, noise="typical").profiles == {"typical"}
     assert fits == [("small.xlsx", ("typical",))]  # read back, not fitted again
+    # another profile's first call, with the ideal profile stored: fitted and stored without a warning
+    finder.finder_models(store=store, noise="ideal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert finder.finder_models(store=store, noise="poor").profiles == {"poor"}
+    assert finder.is_stored(store, "poor") and len(fits) == 3
     # a workbook given explicitly (not the one in use by default) is fitted in every call, not stored
     copy = tmp_path / "copy.xlsx"
     shutil.copy(small_workbook, copy)
     elsewhere = tmp_path / "elsewhere.pickle.gz"
     for _ in range(2):
         finder.finder_models(copy, elsewhere, noise="typical")
-    assert not finder.is_stored(elsewhere, "typical") and len(fits) == 3
+    assert not finder.is_stored(elsewhere, "typical") and len(fits) == 5
+    # ... and a profile missing beside a stored one is named there, as the models are not stored
+    finder.finder_models(store=elsewhere, noise="ideal")
+    with pytest.warns(finder.StaleFinderModels, match="no models for the 'typical' profile.*make finder"):
+        finder.finder_models(copy, elsewhere, noise="typical")
     # a store that cannot be written (its directory is a file): named, and the fitted models returned
     (tmp_path / "a_file").write_text("")
     with pytest.warns(finder.StaleFinderModels, match="could not be stored"):
