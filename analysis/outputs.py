@@ -31,12 +31,27 @@ def check_writable(path: Path | str, what: str = "output") -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read from /proc where it is, without changing it)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
 def atomic_write(path: Path | str, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
+    """Write `data` to `path` through a temporary file in the same directory and a rename.  The file gets
+    the permissions a plain `open` would give it (those it had, when it is replaced; otherwise 0666 less
+    the umask), not the temporary file's private 0600."""
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
+    mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
         os.replace(tmp, path)

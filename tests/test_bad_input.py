@@ -2,6 +2,7 @@
 Each failed on the main of 2026-11-26 (a traceback, a silent misreading, a wasted computation or a hang)."""
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -87,6 +88,25 @@ def test_the_sweep_writes_its_csv_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         outputs.atomic_write(target, "new\n")
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["keep.csv"]
+
+
+def test_a_written_file_has_the_permissions_a_plain_open_gives_it(tmp_path):
+    # not the temporary file's private 0600: a new file follows the umask, a replaced one keeps its mode
+    from analysis import outputs
+
+    shared, private = tmp_path / "shared.csv", tmp_path / "private.csv"
+    old = os.umask(0o022)
+    try:
+        outputs.atomic_write(shared, "a\n")
+        assert shared.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        outputs.atomic_write(private, "a\n")
+        shared.chmod(0o640)
+        outputs.atomic_write(shared, "b\n")
+    finally:
+        os.umask(old)
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert shared.stat().st_mode & 0o777 == 0o640 and shared.read_text() == "b\n"
 
 
 # --- the SEC reader: conventions, encodings, impossible values -----------------------------------
