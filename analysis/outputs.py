@@ -48,11 +48,11 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
     the umask), not the temporary file's private 0600."""
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
-    mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
+    mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(raw)
         os.replace(tmp, path)
     except BaseException:
