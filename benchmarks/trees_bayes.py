@@ -28,7 +28,11 @@ estimate by 0.016 / 0.110 / 0.108 / 0.106 (cBA_0, cAIBN_0, temp, time; standard 
 0.020 / 0.013) with 16000 rows, 0.014 / 0.105 / 0.101 / 0.095 with 32000 and 0.013 / 0.095 / 0.102 /
 0.096 with 64000 (chapter 9's defaults: 0.013 / 0.107 / 0.098 / 0.098): a plateau, not a lack of data.
 Trained on the design's rows they fall short by 0.041 / 0.264 / 0.241 / 0.144 (R² 0.953 / 0.001 / 0.255
-/ 0.673).  The finder's posterior mean is within 0.02 of the Bayes estimate on the same truths
+/ 0.673).  With the residual initiator (composite,cAIBN_time; seed 5's first 240 truths, 211 before the
+stop, Bayes estimate 0.994 / 0.988 / 0.816 / 0.838): short by 0.019 / 0.002 / 0.218 / 0.142 with 8000
+box rows, 0.018 / 0.003 / 0.191 / 0.128 with 16000, 0.014 / 0.003 / 0.177 / 0.118 with 32000 (standard
+errors up to 0.003 / 0.002 / 0.036 / 0.026), and 0.037 / 0.009 / 0.280 / 0.163 trained on the design's
+rows.  The finder's posterior mean is within 0.02 of the Bayes estimate on the same truths
 (`bayes_risk.py`); the trees are not, whatever their training set.
 
 `python benchmarks/trees_bayes.py TRAIN PROFILE OBSERVE SEED:FILE.npz [SEED:FILE.npz ...]`, the files
