@@ -147,14 +147,25 @@ class StaleCalibration(UserWarning):
     """Stored interval factors computed with other inversion settings than the code's."""
 
 
+def same_settings(a: object, b: object, rel: float = 1e-9) -> bool:
+    """Whether two settings (JSON values) agree, numbers to a relative `rel`: a value recomputed on another
+    machine may differ in its last digit (a libm or SIMD path), which is not another setting."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_settings(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_settings(x, y, rel) for x, y in zip(a, b))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    return math.isclose(a, b, rel_tol=rel) if numbers else a == b
+
+
 @lru_cache(maxsize=8)
 def _check_settings(file: str, mtime: int, stored: str, settings: str) -> None:
     """Warn (once per file version and settings in a process) if the factors were computed with other
     inversion settings, naming what differs."""
     old, new = json.loads(stored), json.loads(settings)
-    if old == new:
+    if same_settings(old, new):
         return
-    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    differ = sorted(k for k in old.keys() | new.keys() if not same_settings(old.get(k), new.get(k)))
     differ = differ if old else ["none stored"]
     warnings.warn(f"{Path(file).name} was calibrated with other inversion settings than the code's "
                   f"(differing: {', '.join(differ)}); its factors may no longer give 90 % intervals: run "

@@ -18,6 +18,7 @@ from analysis.calibration import (
     interval_factors,
     pit_check,
     recipe_half,
+    same_settings,
     scores,
     set_name,
     share_in_band,
@@ -177,7 +178,9 @@ def test_stored_factors_belong_to_the_inversion_settings_and_warn_when_they_diff
     # the stored calibration was computed with the code's inversion: a change of a floor, a tolerance, a
     # profile or the interval's construction without `make calibrate` fails here (and warns in use)
     stored = json.loads(CALIBRATION.read_text())
-    assert stored["inversion"] == settings()
+    assert same_settings(stored["inversion"], settings())
+    nudged = {**settings(), "XTOL": settings()["XTOL"] * (1 + 1e-15)}  # a last digit: not another setting
+    assert same_settings(nudged, settings()) and not same_settings({**nudged, "XTOL": 2e-5}, settings())
     with warnings.catch_warnings():
         warnings.simplefilter("error", StaleCalibration)
         assert interval_factors("poor", "composite", settings=settings())[1] == "calibrated"
