@@ -39,6 +39,7 @@ from .calibration import (
     SPLIT_SEED,
     conformal_factor,
     recipe_half,
+    same_settings,
     scores,
     set_name,
 )
@@ -825,7 +826,7 @@ def write_calibration(data: str | None = None, noises: tuple[str, ...] | None = 
               "method": "split conformal, half-widths in unit coordinates, ends on a bound kept",
               "inversion": inversion_settings(), "factors": {}, "coverage_before": {}}
     previous = json.loads(Path(out).read_text()) if Path(out).exists() else {}
-    same = all(previous.get(key) == stored[key]
+    same = all(same_settings(previous.get(key), stored[key])
                for key in ("data_sha256", "level", "split_seed", "method", "inversion"))
     for noise in PROFILES:  # in the profiles' order, calibrated or kept
         if noise in noises:
