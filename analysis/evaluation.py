@@ -173,6 +173,24 @@ def unseen_predictions(frame: pd.DataFrame, specs: dict[str, dict],
     return {name: by_name[name] for name in names}
 
 
+def is_network(name: str) -> bool:
+    """A chapter's model name for a Keras network ('NN, ...', 'nn+, ...'): trained for hundreds of
+    epochs, it amplifies the last bits of the processor's sums, so its digits differ between CPUs and the
+    chapters check it within bands, not to the digit."""
+    return name.startswith(("NN", "nn"))
+
+
+def unseen_lines(table: pd.DataFrame, unseen: dict[str, dict], names: list[str]) -> str:
+    """Per named model: R² per target and global, pooled over its held-out folds, then each fold's."""
+    lines = []
+    for name in names:
+        row = table.loc[name]
+        r2 = [round(float(row[f"R² {t}"]), 3) for t in TARGETS]
+        folds = [round(float(v), 3) for v in unseen[name]["fold_global_r2"]]
+        lines += [f"{name:30s} R² {r2} global {row['global R²']:.3f}", f"{'':30s} folds {folds}"]
+    return "\n".join(lines)
+
+
 def against_bound(bound: dict[str, float], achieved: dict[str, float], goal: float = 0.95,
                   slack: float = 0.02) -> pd.DataFrame:
     """A model's R² per target against the best reachable one: the goal is R² >= `goal`, or within

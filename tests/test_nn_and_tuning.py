@@ -69,3 +69,13 @@ def test_stored_searches_record_their_workbook(small_workbook, tmp_path):
         load_stored(tmp_path / "h.json", tmp_path / "extended.xlsx")
     with pytest.raises(FileNotFoundError, match="make tune"):
         load_stored(tmp_path / "absent.json")
+
+
+def test_the_chapters_hold_exactly_the_networks_to_bands():
+    from analysis.evaluation import is_network
+
+    names = ["RF, composite (study), fold 1", "hgb, composite", "hgb, MMD only, fold 1", "knn, composite",
+             "knn, MMD only", "NN, composite (study), fold 1", "nn+, composite, fold 1", "nn+, composite",
+             "physics inversion (12 rows)"]
+    assert [name for name in names if is_network(name)] == [
+        "NN, composite (study), fold 1", "nn+, composite, fold 1", "nn+, composite"]
