@@ -37,6 +37,7 @@ from .workers import parallel_map
 
 JACOBIAN_RTOL = 1e-12  # LSODA relative tolerance of the runs that are differenced
 FD_STEP = 2.5e-4  # central-difference step: relative for cBA_0, cAIBN_0; fraction of the box for temp, time
+VALLEY_CHUNK = 32  # rows integrated at once by `valley_mse` (10 MB arrays)
 SIMPSON = np.r_[1.0, np.tile([4.0, 2.0], 100)[:-1], 1.0]  # Simpson weights on 201 points of a segment
 MAX_TIME_MISMATCH = 60.0  # s: a data row is matched to the simulated sample nearest in time
 MMD_FLOOR = 5e-4  # noise floor of a grid point where w is ~0 (the kMC scatter there, see `noise_model`)
@@ -250,35 +251,41 @@ def bound_of_rows(frame: pd.DataFrame, ok: np.ndarray, scaled_jacobian, nodes: i
 def valley_mse(frame: pd.DataFrame, ok: np.ndarray, scaled_jacobian, nodes: int = 24,
                prior: str = "design") -> np.ndarray:
     """Each row's Bayes mean squared error per target (rows x 4, original units; NaN where not `ok`) under
-    the valley bound's posterior: Gaussian across the valley, exact along its segment in the box."""
+    the valley bound's posterior: Gaussian across the valley, exact along its segment in the box.  Rows
+    are integrated VALLEY_CHUNK at a time (arrays of chunk x nodes x 201 x 4)."""
     if prior not in ("design", "log"):
         raise ValueError(f"prior must be 'design' or 'log', got {prior!r}")
     u, factor = _range_units(frame)
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / w.sum()
+    t = np.linspace(0.0, 1.0, len(SIMPSON))
     mse = np.full((len(frame), 4), np.nan)
-    for r in np.flatnonzero(ok):
-        _, s, vt = np.linalg.svd(scaled_jacobian(r), full_matrices=False)
-        strong = (vt[:3] ** 2 * (1.0 / (s[:3] ** 2 + 12.0))[:, None]).sum(axis=0)
-        v = vt[3]
-        moving = np.abs(v) > 1e-12
-        ends = np.stack([(0.0 - u[r, moving]) / v[moving], (1.0 - u[r, moving]) / v[moving]])
-        lo, hi = np.max(np.min(ends, axis=0)), np.min(np.max(ends, axis=0))
-        tau = 1.0 / max(s[3], 1e-300)
+    rows = np.flatnonzero(ok)
+    for begin in range(0, len(rows), VALLEY_CHUNK):
+        r = rows[begin: begin + VALLEY_CHUNK]
+        svd = [np.linalg.svd(scaled_jacobian(k), full_matrices=False)[1:] for k in r]
+        s, vt = np.array([a for a, _ in svd]), np.array([b for _, b in svd])
+        strong = (vt[:, :3] ** 2 * (1.0 / (s[:, :3] ** 2 + 12.0))[:, :, None]).sum(axis=1)
+        v = vt[:, 3]  # the weakest direction: the valley
+        moving = np.abs(v) > 1e-12  # the segment inside the box, limited by the targets that move along it
+        along_v = np.where(moving, v, 1.0)
+        ends = np.stack([(0.0 - u[r]) / along_v, (1.0 - u[r]) / along_v])
+        lo = np.where(moving, ends.min(axis=0), -np.inf).max(axis=1)[:, None]
+        hi = np.where(moving, ends.max(axis=0), np.inf).min(axis=1)[:, None]
+        tau = 1.0 / np.maximum(s[:, 3:], 1e-300)
         truth = from_unit(u[r])
         # per noise node, the posterior's support: the segment, or its part within 8 sd of the likelihood
         a_hat = tau * x
         c = np.clip(a_hat, lo, hi)
-        t = np.linspace(0.0, 1.0, len(SIMPSON))
         start, stop = np.maximum(lo, c - 8 * tau), np.minimum(hi, c + 8 * tau)
-        line = start[:, None] + t[None, :] * (stop - start)[:, None]  # (nodes, 201)
-        along = from_unit(u[r] + line[..., None] * v)  # recipes on the valley, original units
-        log_dens = -0.5 * ((line - a_hat[:, None]) / tau) ** 2
+        line = start[..., None] + t * (stop - start)[..., None]  # (rows, nodes, 201)
+        along = from_unit(u[r][:, None, None, :] + line[..., None] * v[:, None, None, :])  # original units
+        log_dens = -0.5 * ((line - a_hat[..., None]) / tau[..., None]) ** 2
         if prior == "design":
             log_dens = log_dens + np.log(np.prod(unit_span(along), axis=-1))
-        dens = np.exp(log_dens - log_dens.max(axis=1, keepdims=True)) * SIMPSON
-        err = np.einsum("np,npk->nk", dens, along) / dens.sum(axis=1)[:, None] - truth  # posterior means
-        mse[r] = strong * factor[r] ** 2 + w @ err**2
+        dens = np.exp(log_dens - log_dens.max(axis=-1, keepdims=True)) * SIMPSON
+        err = np.einsum("rnp,rnpk->rnk", dens, along) / dens.sum(axis=-1)[..., None] - truth[:, None, :]
+        mse[r] = strong * factor[r] ** 2 + w @ err**2  # posterior means' errors averaged over the noise
     return mse
 
 

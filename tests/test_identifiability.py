@@ -161,6 +161,33 @@ def test_the_identifiability_pipeline_on_two_recipes(two_recipes):
     assert set(bound) == set(TARGETS) and bound["cBA_0"] > 0.99
 
 
+def test_each_rows_valley_is_integrated_alone_however_the_rows_are_grouped(two_recipes, monkeypatch):
+    # valley_mse integrates rows in chunks: a row's Bayes error is the one it has alone, with chunks of
+    # any size; rows left out stay NaN, and the errors are positive
+    from analysis import identifiability
+    from analysis.design import unit_span
+
+    rows = two_recipes
+    rj = design_jacobians(rows, jobs=1)
+    sigma = noise_model(rows, rj)
+    factor = unit_span(rows[TARGETS].to_numpy(float))
+
+    def jacobian(r):
+        return rj.jac[r] / sigma[r, :, None] * factor[r]
+
+    ok = ~rj.stopped
+    ok[::4] = False
+    together = identifiability.valley_mse(rows, ok, jacobian)
+    alone = np.full_like(together, np.nan)
+    for r in np.flatnonzero(ok):
+        alone[r] = identifiability.valley_mse(rows, np.arange(len(rows)) == r, jacobian)[r]
+    monkeypatch.setattr(identifiability, "VALLEY_CHUNK", 3)
+    chunked = identifiability.valley_mse(rows, ok, jacobian)
+    assert np.isnan(together[~ok]).all() and (together[ok] > 0).all() and ok.sum() > 6
+    np.testing.assert_allclose(together, alone, rtol=1e-12)
+    np.testing.assert_allclose(chunked, alone, rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_the_weakest_singular_value_is_converged_in_solver_tolerance_and_step(data):
     settings = {"book": (1e-12, 2.5e-4), "tighter": (1e-13, 2.5e-4), "half step": (1e-12, 1.25e-4)}
