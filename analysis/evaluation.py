@@ -180,6 +180,13 @@ def is_network(name: str) -> bool:
     return name.startswith(("NN", "nn"))
 
 
+def split_networks(names) -> tuple[list[str], list[str]]:
+    """The chapter's model names (any iterable, e.g. a table's index) as (the other models, the networks),
+    each in the given order: the others are checked to the digit, the networks within bands."""
+    names = list(names)
+    return [n for n in names if not is_network(n)], [n for n in names if is_network(n)]
+
+
 def unseen_lines(table: pd.DataFrame, unseen: dict[str, dict], names: list[str]) -> str:
     """Per named model: R² per target and global, pooled over its held-out folds, then each fold's."""
     lines = []

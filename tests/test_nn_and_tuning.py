@@ -72,10 +72,13 @@ def test_stored_searches_record_their_workbook(small_workbook, tmp_path):
 
 
 def test_the_chapters_hold_exactly_the_networks_to_bands():
-    from analysis.evaluation import is_network
+    from analysis.evaluation import is_network, split_networks
 
     names = ["RF, composite (study), fold 1", "hgb, composite", "hgb, MMD only, fold 1", "knn, composite",
              "knn, MMD only", "NN, composite (study), fold 1", "nn+, composite, fold 1", "nn+, composite",
              "physics inversion (12 rows)"]
     assert [name for name in names if is_network(name)] == [
         "NN, composite (study), fold 1", "nn+, composite, fold 1", "nn+, composite"]
+    others, networks = split_networks(iter(names))
+    assert networks == [name for name in names if is_network(name)]
+    assert others == [name for name in names if not is_network(name)] and len(others) == 6
