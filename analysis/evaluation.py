@@ -8,6 +8,8 @@ Hyperparameters are the stored ones (`make tune`), so an evaluation takes minute
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
@@ -180,7 +182,7 @@ def is_network(name: str) -> bool:
     return name.startswith(("NN", "nn"))
 
 
-def split_networks(names) -> tuple[list[str], list[str]]:
+def split_networks(names: Iterable[str]) -> tuple[list[str], list[str]]:
     """The chapter's model names (any iterable, e.g. a table's index) as (the other models, the networks),
     each in the given order: the others are checked to the digit, the networks within bands."""
     names = list(names)
