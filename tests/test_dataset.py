@@ -205,6 +205,23 @@ def test_loader_renormalises_a_row_with_another_area(tmp_path, monkeypatch):
         assert len(load_dataset()) == 24  # the environment variable points elsewhere
 
 
+def test_a_sheet_is_parsed_once_per_cache_and_validated_at_every_load(tmp_path, monkeypatch):
+    # with a cache set, a second load parses nothing (pandas' reader fails if called) and gives the same
+    # frame with the same warning (the validation runs again); another file's bytes are another entry
+    monkeypatch.setenv("POLYINVERSE_CACHE", str(tmp_path / "cache"))
+    path = _broken(tmp_path, lambda f: f.assign(**{c: f[c] * 100 for c in MMD_COLUMNS}))
+    with pytest.warns(UserWarning, match="24 MMD rows .* renormalised"):
+        first = load_dataset(path)
+    with pytest.warns(UserWarning, match="24 MMD rows .* renormalised"):
+        monkeypatch.setattr(pd, "read_excel", lambda *a, **k: pytest.fail("the sheet was parsed again"))
+        again = load_dataset(path)
+    pd.testing.assert_frame_equal(first, again)
+    monkeypatch.undo()
+    monkeypatch.setenv("POLYINVERSE_CACHE", str(tmp_path / "cache"))
+    same_path = _broken(tmp_path, lambda f: f.assign(Mn=f["Mn"] * 1.01))  # the same file, other numbers
+    np.testing.assert_allclose(load_dataset(same_path)["Mn"], first["Mn"] * 1.01, rtol=1e-12)
+
+
 # --- the observables sheet, the checksum of the study's sheets, other designs, a Dask cluster -------
 
 def test_observables_sheet_covers_every_row_with_physical_values(sheets, data):
