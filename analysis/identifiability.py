@@ -37,7 +37,7 @@ from .workers import parallel_map
 
 JACOBIAN_RTOL = 1e-12  # LSODA relative tolerance of the runs that are differenced
 FD_STEP = 2.5e-4  # central-difference step: relative for cBA_0, cAIBN_0; fraction of the box for temp, time
-VALLEY_CHUNK = 32  # rows integrated at once by `valley_mse` (10 MB arrays)
+VALLEY_CHUNK = 32  # rows integrated at once by `valley_mse` (arrays of about 5 MB)
 SIMPSON = np.r_[1.0, np.tile([4.0, 2.0], 100)[:-1], 1.0]  # Simpson weights on 201 points of a segment
 MAX_TIME_MISMATCH = 60.0  # s: a data row is matched to the simulated sample nearest in time
 MMD_FLOOR = 5e-4  # noise floor of a grid point where w is ~0 (the kMC scatter there, see `noise_model`)

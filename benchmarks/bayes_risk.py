@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from posterior_means import FACE, importance_sample, near_face, shortfall_line
+from posterior_means import FACE, importance_sample, near_face, prior_variance, shortfall_line
 
 from analysis.design import BOX, CENTRE, TARGETS, from_unit, to_unit
 from analysis.identifiability import valley_mse
@@ -156,7 +156,7 @@ def main(n: int = 64, noise: str = "typical", observe: str = "composite", sample
     bound = np.array([r["bound"] for r in out])
     ess = np.array([r["ess"] for r in out])
     stopped = np.array([r["stopped"] for r in out])
-    variance = np.array([(b - a) ** 2 / 12 for a, b in (BOX[t] for t in TARGETS)])  # the prior's
+    variance = prior_variance()  # the prior's
     inversion = np.array([r["inversion"] for r in out])
     e_inv = (inversion - truth) ** 2
     print(f"{noise}, {observe}: {n} truths from the finder's prior (seed {seed}), {samples} importance draws "

@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 from bayes_risk import draw_truth, observe_truth
-from posterior_means import shortfall_line
+from posterior_means import prior_variance, shortfall_line
 
 from analysis.design import BOX, CENTRE, TARGETS
 from analysis.inversion import forward, invert, measurement_noise
@@ -91,7 +91,7 @@ def main(noise: str, observe: str, seed: int, saved: str) -> None:
         print("note: the inversion's means differ from the saved ones beyond 1e-6 (another machine?)")
     weight = np.array([r["weight"] for r in out])
     kind = weight.argmax(axis=1)
-    variance = np.array([(b - a) ** 2 / 12 for a, b in (BOX[t] for t in TARGETS)])
+    variance = prior_variance()
     e_bayes = run["e"][before] - run["mc"][before]
     short = ((mean - truth) ** 2 - e_bayes) / variance  # per truth: the finder below the Bayes estimate
     print(f"{noise}, {observe}, seed {seed}: {len(before)} truths before the stop; the finder's posterior "

@@ -87,6 +87,11 @@ def near_face(temps: np.ndarray) -> np.ndarray:
     return np.minimum(temps - lo, hi - temps) <= FACE
 
 
+def prior_variance() -> np.ndarray:
+    """Each target's variance under the prior, uniform in the box (original units): the scale of R²."""
+    return np.array([(b - a) ** 2 / 12 for a, b in (BOX[t] for t in TARGETS)])
+
+
 def shortfall_line(label: str, short: np.ndarray, at: np.ndarray) -> str:
     """The mean and standard error per target of the per-row shortfall `short` over the rows `at`."""
     se = short[at].std(axis=0, ddof=1) / np.sqrt(at.sum())

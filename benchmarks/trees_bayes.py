@@ -48,10 +48,10 @@ import time
 import numpy as np
 import pandas as pd
 from bayes_risk import draw_truth, observe_truth
-from posterior_means import shortfall_line
+from posterior_means import prior_variance, shortfall_line
 
 from analysis.dataset import load_dataset
-from analysis.design import BOX, TARGETS
+from analysis.design import TARGETS
 from analysis.mmd import MMD_COLUMNS
 from analysis.new_models import HGB_DEFAULTS
 from analysis.roundtrip import KNOWN_COLUMNS
@@ -113,7 +113,7 @@ def main(train: int, noise: str, observe: str, saved: list[tuple[int, str]]) -> 
     jobs += [(f"box, {train} rows, chapter 9", box, chapter9), ("design rows, FAST", design, FAST)]
     preds = parallel_map(_fit_predict, [(rows, test, extra, params) for _, rows, params in jobs],
                          min(n_jobs(), 2))
-    variance = np.array([(b - a) ** 2 / 12 for a, b in (BOX[t] for t in TARGETS)])
+    variance = prior_variance()
     print(f"{'R² over the prior, before the stop':40s}" + "".join(f"{t:>9s}" for t in TARGETS))
     print(f"{'Bayes estimate (less its MC variance)':40s}"
           + "".join(f"{v:9.3f}" for v in 1 - e_bayes[before].mean(axis=0) / variance))
